@@ -1,0 +1,229 @@
+"""Typed experiment configuration: TOML in, validated dataclasses, resolved TOML out.
+
+Every key has a default here; unknown sections or keys are errors that list the valid ones.
+``[sampler]`` holds ``name`` plus that strategy's own keyword options (checked against its
+constructor). Override any key from the CLI with ``--set section.key=value`` (TOML value syntax).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config file, key or value the harness cannot use."""
+
+
+@dataclass
+class RunSection:
+    name: str = "run"
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+
+
+@dataclass
+class DataSection:
+    train_path: str = ""  # zip/folder of class subfolders, or "cifar10:ROOT" (official python format)
+    split_file: str = ""  # NB201's cifar-split.txt; only valid when train_path keeps CIFAR's original order
+    original_order: bool = False  # set true for the official CIFAR files
+    split_seed: int = 0  # seed of the class-stratified 25k/25k fallback split
+    resolution: int = 0  # 0 = native (32); smaller values downsample once (CPU-sized runs)
+    train_subset: int = 0  # 0 = the whole training half; K = the first K of a seeded shuffle of it
+    valid_subset: int = 0  # 0 = the whole held-out half for estimation; K = a seeded subset of K
+    cache_dir: str = ""  # decoded-image cache; "" = $NB201_HARNESS_CACHE or ~/.cache/nb201-harness
+
+
+@dataclass
+class SupernetSection:
+    C: int = 16
+    N: int = 5
+    num_classes: int = 10
+    bn_policy: str = "batch"  # "batch" (NB201 search setting) | "recalibrate"
+    bn_affine: bool = False
+
+
+@dataclass
+class TrainSection:
+    epochs: float = 50.0
+    max_steps: int = 0  # 0 = epochs * steps-per-epoch; otherwise an explicit step budget
+    batch_size: int = 64
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+
+
+@dataclass
+class EstimateSection:
+    archs: str = "all"  # "all" (15,625) | "unique" (6,466 non-isomorphic) | "sample" | "list"
+    sample_size: int = 150
+    sample_pool: str = "unique"  # where "sample" draws from: "unique" | "all"
+    sample_seed: int = 0
+    arch_list: list = field(default_factory=list)  # NB201 strings when archs = "list"
+    batch_size: int = 256
+    recalib_batches: int = 10  # training batches per architecture for bn_policy = "recalibrate"
+    include_loss: bool = True
+
+
+@dataclass
+class GroundTruthSection:
+    source: str = ""  # compact CSV table or official NAS-Bench-201-v1_*.pth
+    dataset: str = "cifar10-valid"
+    metric: str = "valid"
+    epochs: int = 200
+    seeds: str = "mean"
+
+
+@dataclass
+class MetricsSection:
+    bootstrap: int = 1000
+    confidence: float = 0.95
+
+
+SECTIONS: dict[str, type] = {
+    "run": RunSection, "data": DataSection, "supernet": SupernetSection, "train": TrainSection,
+    "estimate": EstimateSection, "groundtruth": GroundTruthSection, "metrics": MetricsSection,
+}
+ARCH_SETS = ("all", "unique", "sample", "list")
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    supernet: SupernetSection = field(default_factory=SupernetSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    estimate: EstimateSection = field(default_factory=EstimateSection)
+    groundtruth: GroundTruthSection = field(default_factory=GroundTruthSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    sampler: dict = field(default_factory=lambda: {"name": "uniform"})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+def _unknown(what: str, name: str, valid) -> ConfigError:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown {what} {name!r}; valid: {', '.join(sorted(valid))}.{hint}")
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected {kind.__name__} (default {default!r})")
+    return value
+
+
+def _build_section(name: str, values: dict) -> Any:
+    cls = SECTIONS[name]
+    defaults = cls()
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(f"key in [{name}]", key, fields)
+        kwargs[key] = _coerce(name, key, value, getattr(defaults, key))
+    return cls(**kwargs)
+
+
+def _validate_sampler(options: dict) -> dict:
+    from .samplers import SAMPLERS
+
+    options = dict(options)
+    name = options.pop("name", "uniform")
+    try:
+        cls = SAMPLERS.get(name)
+    except KeyError as exc:
+        raise ConfigError(f"[sampler] name: {exc.args[0]}") from None
+    params = inspect.signature(cls.__init__).parameters
+    valid = {p for p in params if p != "self"}
+    for key in options:
+        if key not in valid:
+            raise _unknown(f"key in [sampler] for sampler {name!r}", key, valid or {"(none)"})
+    return {"name": name, **options}
+
+
+def _validate(cfg: Config) -> Config:
+    from .supernet import BN_POLICIES
+
+    if cfg.supernet.bn_policy not in BN_POLICIES:
+        raise ConfigError(f"[supernet] bn_policy = {cfg.supernet.bn_policy!r}; valid: {', '.join(BN_POLICIES)}")
+    if cfg.estimate.archs not in ARCH_SETS:
+        raise ConfigError(f"[estimate] archs = {cfg.estimate.archs!r}; valid: {', '.join(ARCH_SETS)}")
+    if cfg.estimate.sample_pool not in ("unique", "all"):
+        raise ConfigError(f"[estimate] sample_pool = {cfg.estimate.sample_pool!r}; valid: unique, all")
+    for section, key in (("supernet", "C"), ("supernet", "N"), ("supernet", "num_classes"),
+                         ("train", "batch_size"), ("estimate", "batch_size"), ("train", "log_every")):
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"[{section}] {key} must be >= 1")
+    if cfg.train.epochs <= 0 and cfg.train.max_steps <= 0:
+        raise ConfigError("[train] needs epochs > 0 or max_steps > 0")
+    cfg.sampler = _validate_sampler(cfg.sampler)
+    return cfg
+
+
+def from_dict(data: dict) -> Config:
+    kwargs = {}
+    for name, values in data.items():
+        if name == "sampler":
+            if not isinstance(values, dict):
+                raise ConfigError("[sampler] must be a table")
+            kwargs["sampler"] = dict(values)
+            continue
+        if name not in SECTIONS:
+            raise _unknown("config section", name, list(SECTIONS) + ["sampler"])
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table, got {values!r}")
+        kwargs[name] = _build_section(name, values)
+    return _validate(Config(**kwargs))
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` with a TOML value; bare words are taken as strings."""
+    lhs, sep, rhs = text.partition("=")
+    section, dot, key = lhs.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.max_steps=200")
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return section, key, value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        data.setdefault(section, {})[key] = value
+    return from_dict(data)

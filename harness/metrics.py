@@ -1,0 +1,101 @@
+"""Ranking metrics: arrays in, floats out. ``est`` and ``gt`` are aligned 1-D arrays over architectures."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+TOP_K_PERCENTS = (1, 5, 10)
+
+
+def _check(est, gt) -> tuple[np.ndarray, np.ndarray]:
+    est, gt = np.asarray(est, dtype=float), np.asarray(gt, dtype=float)
+    if est.shape != gt.shape or est.ndim != 1:
+        raise ValueError(f"estimates and ground truth must be aligned 1-D arrays, got {est.shape} and {gt.shape}")
+    if len(est) < 2:
+        raise ValueError("ranking metrics need at least 2 architectures")
+    if not (np.isfinite(est).all() and np.isfinite(gt).all()):
+        raise ValueError("estimates and ground truth must be finite (found NaN or inf)")
+    return est, gt
+
+
+def kendall_tau(est, gt) -> float:
+    """Kendall tau-b (handles ties)."""
+    return float(stats.kendalltau(*_check(est, gt), variant="b").statistic)
+
+
+def spearman(est, gt) -> float:
+    return float(stats.spearmanr(*_check(est, gt)).statistic)
+
+
+def pearson(est, gt) -> float:
+    return float(stats.pearsonr(*_check(est, gt)).statistic)
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    # stable sort on -values: ties keep input order, so results are deterministic
+    return np.argsort(-values, kind="stable")[:k]
+
+
+def top_k_count(n: int, percent: float) -> int:
+    return max(1, int(round(n * percent / 100.0)))
+
+
+def precision_at_top(est, gt, percent: float) -> float:
+    """Fraction of the estimator's top-``percent``% that are in the true top-``percent``%."""
+    est, gt = _check(est, gt)
+    k = top_k_count(len(est), percent)
+    return len(np.intersect1d(_top(est, k), _top(gt, k))) / k
+
+
+def regret(est, gt) -> float:
+    """True accuracy of the true best minus that of the estimator's top pick (>= 0)."""
+    est, gt = _check(est, gt)
+    return float(gt.max() - gt[_top(est, 1)[0]])
+
+
+def kendall_tau_top(est, gt, percent: float = 10) -> float:
+    """Kendall tau-b among the architectures in the true top-``percent``%."""
+    est, gt = _check(est, gt)
+    idx = _top(gt, max(2, top_k_count(len(gt), percent)))
+    return kendall_tau(est[idx], gt[idx])
+
+
+def metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    fns: dict[str, Callable] = {"kendall_tau": kendall_tau, "spearman": spearman, "pearson": pearson}
+    for p in TOP_K_PERCENTS:
+        fns[f"precision_top{p}pct"] = lambda e, g, p=p: precision_at_top(e, g, p)
+    fns["regret_top1"] = regret
+    fns["kendall_tau_top10pct"] = lambda e, g: kendall_tau_top(e, g, 10)
+    return fns
+
+
+def bootstrap_ci(fn, est, gt, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``fn(est, gt)``, resampling architectures in pairs."""
+    est, gt = _check(est, gt)
+    res = stats.bootstrap((est, gt), lambda e, g: _nan_safe(fn, e, g), paired=True, vectorized=False,
+                          n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _nan_safe(fn, e, g) -> float:
+    # a resample can be degenerate (e.g. all-tied top set); count it as NaN, which scipy then ignores
+    try:
+        return fn(e, g)
+    except ValueError:
+        return float("nan")
+
+
+def ranking_report(est, gt, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Every ranking metric with its bootstrap CI: ``{name: {"value", "ci_low", "ci_high"}}``."""
+    est, gt = _check(est, gt)
+    out = {}
+    for name, fn in metric_functions().items():
+        entry = {"value": fn(est, gt)}
+        if n_resamples > 0:
+            entry["ci_low"], entry["ci_high"] = bootstrap_ci(fn, est, gt, n_resamples, confidence, seed)
+        out[name] = entry
+    out["n_archs"] = int(len(est))
+    return out

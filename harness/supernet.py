@@ -1,0 +1,83 @@
+"""Weight-sharing supernet over NB201's skeleton.
+
+One set of weights per (cell, edge, op); ``forward(x, arch)`` runs only the chosen single path.
+Sampling lives elsewhere (``harness.samplers``); the supernet never draws architectures.
+
+Batch-norm policy (cell ops only; stem, reductions and the head always keep running statistics):
+
+* ``batch`` -- NB201's search setting: BN without affine parameters and without running
+  statistics, so batch statistics are used in training *and* evaluation.
+* ``recalibrate`` -- BN keeps running statistics; before an architecture is evaluated its
+  statistics are recomputed on training batches (SPOS-style), see :func:`harness.estimate.recalibrate_bn`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nets import Skeleton, make_op
+from .space import EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch
+
+BN_POLICIES = ("batch", "recalibrate")
+_NONE, _SKIP = OPS.index("none"), OPS.index("skip_connect")
+
+
+class SearchCell(nn.Module):
+    """A cell holding every op on every edge. ``x: (B, C, H, W) -> (B, C, H, W)``."""
+
+    def __init__(self, c: int, affine: bool, track_running_stats: bool):
+        super().__init__()
+        # edges[e][op]; 'none' holds an Identity placeholder that is never called
+        self.edges = nn.ModuleList(
+            nn.ModuleList(make_op(name, c, affine, track_running_stats) or nn.Identity() for name in OPS)
+            for _ in EDGES
+        )
+        # With batch statistics and no affine, a parametric op on an all-zero input outputs exactly
+        # zero, so zero nodes can be skipped; with running statistics it outputs a constant and must run.
+        self.zero_is_absorbing = not track_running_stats and not affine
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        nodes: list[torch.Tensor | None] = [x] + [None] * (NUM_NODES - 1)
+        for e, (src, dst) in enumerate(EDGES):
+            op = arch[e]
+            if op == _NONE:
+                continue
+            inp = nodes[src]
+            if inp is None:
+                if op not in PARAMETRIC_OPS or self.zero_is_absorbing:
+                    continue  # skip or pooling of zero is zero
+                inp = torch.zeros_like(x)
+            out = inp if op == _SKIP else self.edges[e][op](inp)
+            nodes[dst] = out if nodes[dst] is None else nodes[dst] + out
+        return nodes[-1] if nodes[-1] is not None else torch.zeros_like(x)
+
+
+class Supernet(Skeleton):
+    """``forward(x: (B, 3, H, W), arch) -> logits (B, classes)`` through the single path ``arch``."""
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, bn_policy: str = "batch",
+                 bn_affine: bool = False):
+        if bn_policy not in BN_POLICIES:
+            raise ValueError(f"unknown bn_policy {bn_policy!r}; valid: {', '.join(BN_POLICIES)}")
+        self.bn_policy = bn_policy
+        self.bn_affine = bn_affine
+        super().__init__(C, N, num_classes)
+
+    def make_cell(self, c: int) -> nn.Module:
+        return SearchCell(c, affine=self.bn_affine, track_running_stats=self.bn_policy == "recalibrate")
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x, arch) if isinstance(cell, SearchCell) else cell(x)
+        return self.head(x)
+
+    def op_modules(self, edge: int, op: int) -> list[nn.Module]:
+        """The module of (edge, op) in every cell (for op-level metrics and shrinking)."""
+        if not 0 <= op < NUM_OPS:
+            raise ValueError(f"op index {op} out of range")
+        return [cell.edges[edge][op] for cell in self.cells if isinstance(cell, SearchCell)]
+
+    def describe(self) -> dict:
+        return {"C": self.C, "N": self.N, "num_classes": self.num_classes, "bn_policy": self.bn_policy,
+                "bn_affine": self.bn_affine, "parameters": sum(p.numel() for p in self.parameters())}

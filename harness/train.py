@@ -1,0 +1,103 @@
+"""The supernet training loop: the measured hot path.
+
+Per step: the sampler plans paths, each runs forward/backward on the same batch (gradients
+accumulate), then one clipped SGD step. Nothing here synchronises with the host except every
+``log_every`` steps, when the mean loss is read, checked for NaN/inf and logged.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainSection
+from .samplers import Sampler
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    log: list[dict] = field(default_factory=list)  # one row per log interval
+    seconds: float = 0.0
+
+
+def total_steps(cfg: TrainSection, steps_per_epoch: int) -> int:
+    return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainSection, steps: int):
+    """NB201's search recipe: SGD Nesterov, cosine from lr to lr_min over the run (per step)."""
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                          weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.lr_min)
+    return opt, sched
+
+
+def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Tensor, step: int,
+               rng: random.Random, opt: torch.optim.Optimizer, grad_clip: float) -> torch.Tensor:
+    """One optimizer step over the sampler's plan; returns the weighted loss (a device scalar)."""
+    opt.zero_grad(set_to_none=True)
+    plan = sampler.plan(step, rng)
+    total = torch.zeros((), device=x.device)
+    losses = []
+    for arch, weight in plan:
+        loss = F.cross_entropy(model(x, arch), y)
+        (weight * loss).backward()
+        losses.append(loss.detach())
+        total = total + weight * loss.detach()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sampler.observe(step, [a for a, _ in plan], losses)
+    return total
+
+
+def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSection, steps: int,
+          rng: random.Random, opt, sched, state: TrainState,
+          checkpoint: Callable[[TrainState], None] | None = None, progress: bool = True) -> TrainState:
+    """Train from ``state.step`` to ``steps``; calls ``checkpoint(state)`` every ``checkpoint_every`` steps."""
+    model.train()
+    device = next(model.parameters()).device
+    running = torch.zeros((), device=device)
+    since = 0
+    start = time.perf_counter()
+    bar = tqdm(total=steps, initial=state.step, desc="train", unit="step", disable=not progress, leave=False)
+    while state.step < steps:
+        x, y = next(batches)
+        running += train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
+        sched.step()
+        state.step += 1
+        since += 1
+        bar.update(1)
+        if state.step % cfg.log_every == 0 or state.step == steps:
+            loss = running.item() / since  # the only host sync, once per log interval
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"training loss became {loss} between steps {state.step - since} and {state.step}; "
+                    "the last checkpoint in the run directory is intact (lower [train] lr or raise grad_clip)")
+            state.log.append({"step": state.step, "loss": loss, "lr": sched.get_last_lr()[0],
+                              "seconds": round(state.seconds + time.perf_counter() - start, 3)})
+            bar.set_postfix(loss=f"{loss:.3f}")
+            running.zero_()
+            since = 0
+        if checkpoint is not None and cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 \
+                and state.step < steps:
+            now = time.perf_counter()
+            state.seconds += now - start  # fold elapsed time in so the checkpoint carries it
+            start = now
+            checkpoint(state)
+    bar.close()
+    state.seconds += time.perf_counter() - start
+    return state
