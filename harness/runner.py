@@ -1,0 +1,246 @@
+"""Wires one experiment together: data, supernet, sampler, training, estimation, ground truth, metrics.
+
+This is the only place that seeds. A run directory holds::
+
+    config.toml        resolved configuration (every key, defaults included)
+    split.json         the train/held-out split that was used
+    checkpoint.pt      training state while training (atomic; removed once supernet.pt exists)
+    supernet.pt        trained supernet weights
+    train_log.csv      step, loss, lr, seconds
+    estimates.csv      arch, estimate (%), loss, ground_truth (%), nb201_index
+    metrics.json       ranking metrics with CIs, timings, environment -- written last: marks the run finished
+
+An interrupted run resumes from the same directory (same config): training from the last
+checkpoint, estimation from the architectures already written to ``estimates.partial.csv``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .config import Config, ConfigError
+from .data import DeviceBatches, load_dataset, nb201_split, normalization
+from .estimate import estimate_archs
+from .groundtruth import GroundTruth, GTQuery, load_ground_truth
+from .io import save_torch, write_csv, write_json, write_text
+from .metrics import ranking_report
+from .samplers import SAMPLERS
+from .space import Arch, all_archs, parse_arch, unique_archs
+from .supernet import Supernet
+from .train import TrainState, make_optimizer, total_steps, train
+
+
+class RunDirError(RuntimeError):
+    """The output directory holds a finished run or a different experiment."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"[run] device = {name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def environment(device: torch.device, seed: int) -> dict:
+    env = {"harness": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+           "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+           "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision()}
+    return env
+
+
+def _git_revision() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def select_archs(cfg: Config) -> list[Arch]:
+    est = cfg.estimate
+    if est.archs == "all":
+        return all_archs()
+    if est.archs == "unique":
+        return unique_archs()
+    if est.archs == "list":
+        if not est.arch_list:
+            raise ConfigError("[estimate] archs = 'list' needs arch_list = [NB201 strings]")
+        return [parse_arch(s) for s in est.arch_list]
+    pool = unique_archs() if est.sample_pool == "unique" else all_archs()
+    if not 0 < est.sample_size <= len(pool):
+        raise ConfigError(f"[estimate] sample_size must be in 1..{len(pool)} for sample_pool={est.sample_pool!r}")
+    return random.Random(est.sample_seed).sample(pool, est.sample_size)
+
+
+def prepare_run_dir(out: Path, cfg: Config) -> bool:
+    """Create ``out`` or check it can be resumed; returns True when resuming."""
+    toml = cfg.to_toml()
+    if (out / "metrics.json").exists():
+        raise RunDirError(f"{out} holds a finished run (metrics.json exists); choose another --out or remove it")
+    if (out / "config.toml").exists():
+        if (out / "config.toml").read_text() != toml:
+            raise RunDirError(f"{out} holds an unfinished run with a different config; choose another --out")
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"{out} exists and is not a run directory of this harness; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.toml", toml)
+    return False
+
+
+@dataclass
+class Data:
+    train: DeviceBatches
+    held_out: DeviceBatches
+    split_info: dict
+
+
+def _subset(idx: np.ndarray, k: int, seed: int) -> np.ndarray:
+    if k <= 0 or k >= len(idx):
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size=k, replace=False))
+
+
+def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
+    d = cfg.data
+    if not d.train_path:
+        raise ConfigError("[data] train_path is empty: point it at CIFAR-10 (a zip/folder of class subfolders "
+                          "or cifar10:ROOT); see data/README.md")
+    images = load_dataset(d.train_path, "train", cache_dir=d.cache_dir or None)
+    if len(images.classes) != cfg.supernet.num_classes:
+        raise ConfigError(f"{d.train_path} has {len(images.classes)} classes but [supernet] num_classes = "
+                          f"{cfg.supernet.num_classes}")
+    split = nb201_split(images, d.split_file or None, seed=d.split_seed, original_order=d.original_order)
+    train_idx = _subset(split.train, d.train_subset, d.split_seed + 1)
+    valid_idx = _subset(split.valid, d.valid_subset, d.split_seed + 2)
+    mean, std = normalization(cfg.groundtruth.dataset)
+    res = d.resolution or None
+    gen = torch.Generator(device).manual_seed(seed)
+    train_b = DeviceBatches(images, indices=train_idx, device=device, batch_size=cfg.train.batch_size, mean=mean,
+                            std=std, augment=True, resolution=res, generator=gen, drop_last=True)
+    held = DeviceBatches(images, indices=valid_idx, device=device, batch_size=cfg.estimate.batch_size, mean=mean,
+                         std=std, augment=False, resolution=res, generator=torch.Generator(device).manual_seed(seed))
+    info = dict(split.info, n_train_used=int(len(train_idx)), n_valid_used=int(len(valid_idx)),
+                source=images.source, resolution=train_b.size[0])
+    return Data(train_b, held, info)
+
+
+def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: int, progress: bool) -> dict:
+    sampler_opts = dict(cfg.sampler)
+    sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
+    steps = total_steps(cfg.train, len(data.train))
+    opt, sched = make_optimizer(model, cfg.train, steps)
+    rng, state = random.Random(seed), TrainState()
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location=next(model.parameters()).device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        sampler.load_state_dict(saved["sampler"])
+        rng.setstate(saved["rng"])
+        data.train.generator.set_state(saved["generator"].to(data.train.generator.get_state().device))
+        state = TrainState(**saved["state"])
+        print(f"resuming training at step {state.step}/{steps}", file=sys.stderr)
+
+    def checkpoint(st: TrainState) -> None:
+        save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng.getstate(),
+                          "generator": data.train.generator.get_state(), "state": vars(st)})
+
+    state = train(model, sampler, data.train.batches(), cfg.train, steps, rng, opt, sched, state,
+                  checkpoint=checkpoint, progress=progress)
+    write_csv(out / "train_log.csv", pd.DataFrame(state.log))
+    save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(),
+                                     "train_seconds": state.seconds, "steps": steps})
+    ckpt.unlink(missing_ok=True)
+    return {"steps": steps, "seconds": state.seconds, "steps_per_second": steps / max(state.seconds, 1e-9),
+            "final_loss": state.log[-1]["loss"] if state.log else None, "steps_per_epoch": len(data.train)}
+
+
+def _estimate(cfg: Config, out: Path, model: Supernet, data: Data, archs: list[Arch], progress: bool) -> tuple[pd.DataFrame, float]:
+    partial = out / "estimates.partial.csv"
+    done = pd.read_csv(partial) if partial.exists() else pd.DataFrame(columns=["arch", "estimate", "loss"])
+    finished = set(done["arch"])
+    todo = [a for a in archs if a.to_str() not in finished]
+    rows = done.to_dict("records")
+
+    def flush(chunk: list[dict]) -> None:
+        rows.extend(chunk)
+        write_csv(partial, pd.DataFrame(rows))
+
+    start = time.perf_counter()
+    eval_batches = list(data.held_out.iter_fixed())
+    calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
+    estimate_archs(model, todo, eval_batches, calib, on_flush=flush, progress=progress)
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame(rows).set_index("arch").loc[[a.to_str() for a in archs]].reset_index()
+    return frame, seconds
+
+
+def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) one experiment into ``out``; returns the metrics dict also written to metrics.json."""
+    out = Path(out)
+    device = resolve_device(cfg.run.device)
+    gt = load_ground_truth(cfg.groundtruth.source) if cfg.groundtruth.source else None
+    if gt is None:
+        raise ConfigError("[groundtruth] source is empty: give the compact table or the official .pth file")
+    query = gt.check_query(GTQuery(cfg.groundtruth.dataset, cfg.groundtruth.metric, cfg.groundtruth.epochs,
+                                   cfg.groundtruth.seeds))
+    archs = select_archs(cfg)
+    truth = gt.query_many(archs, query)  # fails now, not after training, if an arch is missing
+    resuming = prepare_run_dir(out, cfg)
+    seed = cfg.run.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    data = build_data(cfg, device, seed)
+    write_json(out / "split.json", data.split_info)
+    model = Supernet(cfg.supernet.C, cfg.supernet.N, cfg.supernet.num_classes, cfg.supernet.bn_policy,
+                     cfg.supernet.bn_affine).to(device)
+    print(f"supernet: {json.dumps(model.describe())} on {device}" + (" (resuming)" if resuming else ""), file=sys.stderr)
+    if (out / "supernet.pt").exists():
+        saved = torch.load(out / "supernet.pt", map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        train_info = {"steps": saved["steps"], "seconds": saved["train_seconds"], "resumed_after_training": True}
+    else:
+        train_info = _train_supernet(cfg, out, model, data, seed, progress)
+    frame, est_seconds = _estimate(cfg, out, model, data, archs, progress)
+    frame["ground_truth"] = truth
+    frame["nb201_index"] = [gt.nb201_index(a) for a in archs]
+    write_csv(out / "estimates.csv", frame)
+    metrics = {
+        "ranking": ranking_report(frame["estimate"].to_numpy(), truth, cfg.metrics.bootstrap,
+                                  cfg.metrics.confidence, seed),
+        "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,
+                         "metric": query.metric, "epochs": query.epochs, "seeds": query.seeds},
+        "estimator": {"name": "inherited-weights accuracy", "bn_policy": model.bn_policy, "sampler": cfg.sampler},
+        "train": train_info,
+        "estimate": {"n_archs": len(archs), "seconds": est_seconds, "archs_per_second": len(archs) / max(est_seconds, 1e-9),
+                     "held_out_images": data.held_out.n},
+        "split": data.split_info,
+        "supernet": model.describe(),
+        "environment": environment(device, seed),
+    }
+    write_json(out / "metrics.json", metrics)
+    (out / "estimates.partial.csv").unlink(missing_ok=True)
+    return metrics
