@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ConfigError, load_config
-from .io import write_csv
+from .io import finite_or_none, write_csv
 
 EPILOG_RUN = """examples:
   nb201-harness run configs/cifar10-cpu-smoke.toml
@@ -26,7 +26,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = run_experiment(cfg, out, progress=not args.quiet)
     r = metrics["ranking"]
-    summary = {k: round(r[k]["value"], 4) for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
+    summary = {k: r[k]["value"] for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
+    summary = {k: round(v, 4) if v is not None else None for k, v in finite_or_none(summary).items()}
     print(json.dumps({"run_dir": str(out), "n_archs": r["n_archs"], **summary}))
     return 0
 

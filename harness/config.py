@@ -56,7 +56,7 @@ class SupernetSection:
 
 @dataclass
 class TrainSection:
-    epochs: float = 50.0
+    epochs: float = 250.0  # NB201 RANDOM.config (xautodl configs/nas-benchmark/algos)
     max_steps: int = 0  # 0 = epochs * steps-per-epoch; otherwise an explicit step budget
     batch_size: int = 64
     lr: float = 0.025

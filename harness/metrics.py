@@ -21,17 +21,25 @@ def _check(est, gt) -> tuple[np.ndarray, np.ndarray]:
     return est, gt
 
 
+def _constant(est: np.ndarray, gt: np.ndarray) -> bool:
+    # a correlation with a constant array is undefined: report NaN (JSON null) without scipy's warning
+    return bool(np.ptp(est) == 0 or np.ptp(gt) == 0)
+
+
 def kendall_tau(est, gt) -> float:
-    """Kendall tau-b (handles ties)."""
-    return float(stats.kendalltau(*_check(est, gt), variant="b").statistic)
+    """Kendall tau-b (handles ties); NaN when either side is constant."""
+    est, gt = _check(est, gt)
+    return float("nan") if _constant(est, gt) else float(stats.kendalltau(est, gt, variant="b").statistic)
 
 
 def spearman(est, gt) -> float:
-    return float(stats.spearmanr(*_check(est, gt)).statistic)
+    est, gt = _check(est, gt)
+    return float("nan") if _constant(est, gt) else float(stats.spearmanr(est, gt).statistic)
 
 
 def pearson(est, gt) -> float:
-    return float(stats.pearsonr(*_check(est, gt)).statistic)
+    est, gt = _check(est, gt)
+    return float("nan") if _constant(est, gt) else float(stats.pearsonr(est, gt).statistic)
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:

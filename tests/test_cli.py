@@ -1,0 +1,50 @@
+import json
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.nets import arch_costs
+from tests.conftest import GT_CSV
+
+
+@pytest.mark.shared_data
+def test_gt_info_on_the_shared_table_reports_nb201s_optima(gt_frame, capsys):
+    assert main(["gt", "info", "--source", str(GT_CSV)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_archs"] == 15625 and info["num_isomorphism_classes"] == 6466
+    best = info["best"]
+    assert round(best["cifar10_test_200"]["accuracy"], 2) == 94.37
+    assert round(best["cifar100_test_200"]["accuracy"], 2) == 73.51
+    assert round(best["imagenet16_test_200"]["accuracy"], 2) == 47.31
+    assert best["cifar100_test_200"]["nb201_index"] == 9930
+
+
+def test_space_export_writes_every_architecture_with_costs(tmp_path, capsys):
+    out = tmp_path / "space.csv"
+    assert main(["space", "export", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 15625 and frame["arch"].is_unique
+    assert round(frame["flops_m"].min(), 2) == 7.78 and round(frame["flops_m"].max(), 2) == 220.12
+    row = frame.iloc[4321]
+    assert row["params"] == arch_costs(row["arch"]).params
+    assert main(["space", "export", "--out", str(tmp_path / "s8.csv"), "--C", "8", "--N", "1", "--classes", "100"]) == 0
+    assert pd.read_csv(tmp_path / "s8.csv")["params"].max() < frame["params"].max()
+
+
+@pytest.mark.shared_data
+def test_space_export_agrees_with_nb201_parameter_counts(tmp_path, gt_frame):
+    out = tmp_path / "space.csv"
+    assert main(["space", "export", "--out", str(out)]) == 0
+    merged = gt_frame.merge(pd.read_csv(out), on="arch")
+    recorded = (merged["params_mb_cifar10"] * 1e6).round().astype("int64")
+    sizes = set(merged["params"])
+    consistent = ((merged["params_mb_cifar10"] * 1e6 - recorded).abs() < 1e-3) & recorded.isin(sizes)
+    assert consistent.sum() == 15421
+    assert (merged.loc[consistent, "params"] == recorded[consistent]).all()
+
+
+def test_gt_errors_are_one_line(tmp_path, capsys):
+    assert main(["gt", "info", "--source", str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nb201-harness: error:") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,127 @@
+"""End-to-end runs on a tiny image folder and a tiny ground-truth table the tests write."""
+import json
+
+import pandas as pd
+import pytest
+
+import harness.runner as runner_mod
+import harness.train as train_mod
+from harness.cli import main
+from harness.config import load_config
+from harness.runner import RunDirError, run_experiment
+from harness.space import all_archs
+
+ARCHS = [a.to_str() for a in all_archs()[::3125]] + [all_archs()[-1].to_str()]  # 6 architectures
+
+
+@pytest.fixture
+def config(tmp_path, image_folder):
+    gt = tmp_path / "gt.csv"
+    pd.DataFrame({"arch": ARCHS, "cifar10valid_valid_200": [50.0 + 5 * i for i in range(len(ARCHS))]}).to_csv(gt, index=False)
+    return load_config(None, [
+        f"data.train_path='{image_folder}'", "data.resolution=8", "supernet.C=4", "supernet.N=1",
+        "train.max_steps=20", "train.batch_size=12", "train.log_every=5", "train.checkpoint_every=5",
+        "estimate.archs='list'", f"estimate.arch_list={json.dumps(ARCHS)}", "estimate.batch_size=30",
+        f"groundtruth.source='{gt}'", "metrics.bootstrap=50", "run.device='cpu'", f"data.cache_dir='{tmp_path / 'cache'}'"])
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, config):
+    out = tmp_path / "run"
+    metrics = run_experiment(config, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "estimates.csv", "metrics.json", "split.json",
+                                                    "supernet.pt", "train_log.csv"]
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["ranking"]["n_archs"] == 6
+    for key in ("kendall_tau", "spearman", "pearson", "precision_top1pct", "precision_top5pct", "precision_top10pct",
+                "regret_top1", "kendall_tau_top10pct"):
+        assert {"value", "ci_low", "ci_high"} <= set(on_disk["ranking"][key])
+    assert on_disk["environment"]["torch"] and on_disk["environment"]["device"] == "cpu"
+    assert on_disk["ground_truth"]["query"] == "cifar10valid_valid_200"
+    assert on_disk["train"]["steps"] == 20
+    est = pd.read_csv(out / "estimates.csv")
+    assert est["arch"].tolist() == ARCHS
+    assert est["ground_truth"].tolist() == [50.0 + 5 * i for i in range(6)]
+    assert est["estimate"].between(0, 100).all()
+    tau = on_disk["ranking"]["kendall_tau"]["value"]
+    assert tau is None or -1 <= tau <= 1  # None (JSON null) if a tiny supernet gives constant estimates
+    assert metrics["ranking"]["spearman"]["value"] == pytest.approx(est["estimate"].corr(est["ground_truth"], "spearman"), nan_ok=True)
+    split = json.loads((out / "split.json").read_text())
+    assert split["kind"] == "stratified" and split["n_train"] + split["n_valid"] == 120
+    with pytest.raises(RunDirError, match="finished run"):
+        run_experiment(config, out, progress=False)
+
+
+def test_runs_are_repeatable_on_cpu(tmp_path, config):
+    run_experiment(config, tmp_path / "a", progress=False)
+    run_experiment(config, tmp_path / "b", progress=False)
+    a, b = (pd.read_csv(tmp_path / d / "estimates.csv") for d in "ab")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_step = train_mod.train_step
+
+    def crash_at_12(model, sampler, x, y, step, *args):
+        if step == 12:
+            raise KeyboardInterrupt
+        return real_step(model, sampler, x, y, step, *args)
+
+    monkeypatch.setattr(train_mod, "train_step", crash_at_12)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, out, progress=False)
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    run_experiment(config, out, progress=False)
+    assert "resuming training at step 10/20" in capsys.readouterr().err
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["step"].tolist() == [5, 10, 15, 20]
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, monkeypatch):
+    out = tmp_path / "run"
+    real = runner_mod.estimate_archs
+    seen = []
+
+    def crash_after_first_chunk(model, archs, *args, on_flush=None, **kw):
+        seen.append(len(archs))
+
+        def flush_then_crash(chunk):
+            on_flush(chunk)
+            raise KeyboardInterrupt
+
+        return real(model, archs, *args, on_flush=flush_then_crash, flush_every=2, **kw)
+
+    monkeypatch.setattr(runner_mod, "estimate_archs", crash_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, out, progress=False)
+    assert len(pd.read_csv(out / "estimates.partial.csv")) == 2
+    monkeypatch.setattr(runner_mod, "estimate_archs", lambda *a, **k: (seen.append(len(a[1])), real(*a, **k))[1])
+    run_experiment(config, out, progress=False)
+    assert seen == [6, 4]  # the resumed run estimated only the 4 missing architectures
+    assert pd.read_csv(out / "estimates.csv")["arch"].tolist() == ARCHS
+
+
+def test_unfinished_dir_with_another_config_is_refused(tmp_path, config):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("[run]\nseed = 99\n")
+    with pytest.raises(RunDirError, match="different config"):
+        run_experiment(config, out, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not a run directory"):
+        run_experiment(config, other, progress=False)
+
+
+def test_cli_run_and_config_errors(tmp_path, config, capsys):
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(config.to_toml())
+    assert main(["run", str(cfg_file), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n_archs"] == 6
+    assert summary["kendall_tau"] is None or -1 <= summary["kendall_tau"] <= 1  # None: constant estimates
+    assert main(["run", str(cfg_file), "--set", "train.lrr=1"]) == 2
+    assert "unknown key in [train] 'lrr'" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+import random
+
+import pytest
+import torch
+
+from harness.config import TrainSection
+from harness.estimate import estimate_archs, evaluate_arch, recalibrate_bn
+from harness.samplers import SAMPLERS
+from harness.space import Arch
+from harness.supernet import Supernet
+from harness.train import TrainingDiverged, TrainState, make_optimizer, total_steps, train
+
+
+def toy_batches(n_batches=4, bs=16, seed=0, nan=False):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n_batches, bs), generator=g)
+    x = torch.randn(n_batches, bs, 3, 8, 8, generator=g) * 0.3 + y[..., None, None, None].float()
+    if nan:
+        x[:] = float("nan")
+    return [(x[i], y[i]) for i in range(n_batches)]
+
+
+def cycle(batches):
+    while True:
+        yield from batches
+
+
+def run_train(steps=40, nan=False, lr=0.05, seed=0):
+    torch.manual_seed(seed)
+    model = Supernet(C=4, N=1, num_classes=3)
+    cfg = TrainSection(max_steps=steps, lr=lr, log_every=10, checkpoint_every=0)
+    opt, sched = make_optimizer(model, cfg, steps)
+    state = train(model, SAMPLERS.get("uniform")(), cycle(toy_batches(nan=nan)), cfg, steps, random.Random(seed),
+                  opt, sched, TrainState(), progress=False)
+    return model, state
+
+
+def test_training_reduces_the_loss_and_follows_the_cosine_schedule():
+    _, state = run_train()
+    assert [r["step"] for r in state.log] == [10, 20, 30, 40]
+    assert state.log[-1]["loss"] < 0.7 * state.log[0]["loss"]
+    assert state.log[-1]["lr"] == pytest.approx(0.001)
+    assert state.log[0]["lr"] < 0.05
+
+
+def test_training_is_repeatable_on_cpu():
+    a, _ = run_train(steps=10)
+    b, _ = run_train(steps=10)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    with pytest.raises(TrainingDiverged, match="loss became nan.*checkpoint"):
+        run_train(steps=20, nan=True)
+
+
+def test_total_steps_from_epochs_or_budget():
+    assert total_steps(TrainSection(epochs=2.5, max_steps=0), 10) == 25
+    assert total_steps(TrainSection(epochs=2.5, max_steps=7), 10) == 7
+
+
+def test_evaluate_counts_correct_predictions():
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3)
+    arch = Arch((3, 1, 2, 4, 0, 1))
+    batches = toy_batches(3)
+    out = evaluate_arch(model, arch, batches)
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(x, arch).argmax(1) == y).sum().item() for x, y in batches)
+    assert out[0].item() == correct and out[2].item() == 48
+    rows = estimate_archs(model, [arch, Arch((0,) * 6)], batches, progress=False, flush_every=1)
+    assert rows[0]["estimate"] == pytest.approx(100 * correct / 48)
+    assert [r["arch"] for r in rows] == [arch.to_str(), Arch((0,) * 6).to_str()]
+
+
+def test_recalibration_sets_running_stats_to_the_path_statistics():
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3, bn_policy="recalibrate")
+    arch = Arch((3, 0, 0, 0, 0, 1))
+    batches = toy_batches(2)
+    recalibrate_bn(model, arch, batches)
+    assert not model.training
+    stem_bn = model.stem[1]
+    with torch.no_grad():
+        feats = [model.stem[0](x) for x, _ in batches]
+    expected = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)  # cumulative average of batch means
+    assert torch.allclose(stem_bn.running_mean, expected, atol=1e-5)
+    assert stem_bn.momentum == 0.1  # restored
+    with pytest.raises(ValueError, match="calibration batches"):
+        estimate_archs(model, [arch], batches, calib_batches=(), progress=False)
