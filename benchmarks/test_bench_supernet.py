@@ -1,0 +1,94 @@
+"""Supernet hot-path benchmarks: one training step and one estimation batch on the present device.
+
+Run: ``pytest benchmarks/ --benchmark-only`` (add ``--benchmark-json=FILE`` to keep the figures).
+Each benchmark records the device, torch version and the reference it is compared with in
+``extra_info``. The reference is measured in the same process: the plain PyTorch step with the
+same model (a host-side ``DataLoader``-style batch copy instead of GPU-resident data), so the
+ratio says what the harness's data path buys on this device.
+"""
+from __future__ import annotations
+
+import platform
+import random
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from harness.config import TrainSection
+from harness.data import DeviceBatches
+from harness.estimate import evaluate_arch
+from harness.samplers import SAMPLERS
+from harness.supernet import Supernet
+from harness.train import make_optimizer, train_step
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# NB201 scale on a GPU; CPU-sized otherwise so the benchmark finishes in seconds
+C, N, RES, BS = (16, 5, 32, 64) if DEVICE.type == "cuda" else (8, 1, 16, 64)
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _device_info() -> dict:
+    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else (platform.processor() or "cpu")
+    return {"device": str(DEVICE), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "threads": torch.get_num_threads(), "C": C, "N": N, "resolution": RES, "batch_size": BS}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2048, RES, RES, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=2048)
+    batches = DeviceBatches(images, labels, device=DEVICE, batch_size=BS, mean=(0.5,) * 3, std=(0.25,) * 3,
+                            augment=True, drop_last=True, generator=torch.Generator(DEVICE).manual_seed(0))
+    model = Supernet(C, N, 10).to(DEVICE)
+    cfg = TrainSection(max_steps=10_000)
+    opt, _ = make_optimizer(model, cfg, 10_000)
+    return model, opt, batches, images, labels, cfg
+
+
+def _time(fn, n: int) -> float:
+    fn()
+    _sync()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync()
+    return (time.perf_counter() - start) / n
+
+
+def test_train_step(benchmark, setup):
+    model, opt, batches, images, labels, cfg = setup
+    sampler, rng, it = SAMPLERS.get("uniform")(), random.Random(0), batches.batches()
+
+    def harness_step():
+        x, y = next(it)
+        train_step(model, sampler, x, y, 0, rng, opt, cfg.grad_clip)
+
+    host = np.random.default_rng(1)
+
+    def reference_step():  # host-side batch cut + copy, as a DataLoader feeds a GPU loop
+        idx = host.integers(0, len(images), BS)
+        x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float().div(255).to(DEVICE)
+        y = torch.from_numpy(labels[idx]).to(DEVICE)
+        train_step(model, sampler, x, y, 0, rng, opt, cfg.grad_clip)
+
+    model.train()
+    ref = _time(reference_step, 20)
+    ours = _time(harness_step, 20)
+    benchmark.extra_info.update(_device_info(), reference_s=ref, harness_s=ours, speedup_vs_reference=ref / ours)
+    benchmark.pedantic(lambda: (harness_step(), _sync()), rounds=30, warmup_rounds=3)
+
+
+def test_estimation_batch(benchmark, setup):
+    model, _, batches, *_ = setup
+    arch = SAMPLERS.get("uniform")().plan(0, random.Random(3))[0][0]
+    eval_batches = list(batches.iter_fixed(4))
+    benchmark.extra_info.update(_device_info(), images_per_call=sum(len(y) for _, y in eval_batches))
+    benchmark.pedantic(lambda: evaluate_arch(model, arch, eval_batches).cpu(), rounds=30, warmup_rounds=3)
