@@ -76,9 +76,8 @@ class EstimateSection:
     sample_pool: str = "unique"  # where "sample" draws from: "unique" | "all"
     sample_seed: int = 0
     arch_list: list = field(default_factory=list)  # NB201 strings when archs = "list"
-    batch_size: int = 256
+    batch_size: int = 256  # with bn_policy = "batch" the cell BNs normalise over each evaluation batch
     recalib_batches: int = 10  # training batches per architecture for bn_policy = "recalibrate"
-    include_loss: bool = True
 
 
 @dataclass

@@ -112,10 +112,11 @@ class Arch(tuple):
     def canonical(self) -> str:
         """Isomorphism class key, identical to NATS-Bench's ``to_unique_str(consider_zero=True)``.
 
-        Two architectures compute the same function family iff their keys agree (6,466 classes).
-        ``none`` (or an input node that is itself zero) contributes ``#``; ``skip_connect`` passes
-        its input's expression through; other ops wrap it as ``(expr)@op``. Terms are sorted so
-        the order of summed inputs does not matter.
+        NB201's definition of "non-isomorphic" (6,466 classes), reproduced exactly rather than
+        improved: ``none`` (or an input node whose whole expression is zero) contributes ``#``;
+        ``skip_connect`` passes its input's expression through; other ops wrap it as ``(expr)@op``;
+        the terms summed into a node are sorted. Expressions are not flattened, so a few
+        functionally equal cells still get different keys (tests/test_space.py shows one).
         """
         nodes = ["0"]
         k = 0

@@ -70,6 +70,11 @@ def test_isomorphism_classes_count_and_invariances():
     d = Arch.from_str("|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
     assert c.canonical() == d.canonical()
     assert Arch.from_str(BEST).canonical() != a.canonical()
+    # NATS-Bench does not flatten a skip from a node holding a zero term: these two cells both
+    # compute conv3x3(x) + conv1x1(x) yet are different classes in NB201, and so here
+    e = Arch.from_str("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|skip_connect~1|skip_connect~2|")
+    f = Arch.from_str("|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|skip_connect~2|")
+    assert e.canonical() != f.canonical()
 
 
 @pytest.mark.shared_data
