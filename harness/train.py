@@ -49,18 +49,16 @@ def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Ten
     """One optimizer step over the sampler's plan; returns the weighted loss (a device scalar)."""
     opt.zero_grad(set_to_none=True)
     plan = sampler.plan(step, rng)
-    total = torch.zeros((), device=x.device)
     losses = []
     for arch, weight in plan:
         loss = F.cross_entropy(model(x, arch), y)
-        (weight * loss).backward()
+        (weight * loss).backward()  # gradients of the plan's paths accumulate into one step
         losses.append(loss.detach())
-        total = total + weight * loss.detach()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     sampler.observe(step, [a for a, _ in plan], losses)
-    return total
+    return sum(w * loss for (_, w), loss in zip(plan, losses))
 
 
 def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSection, steps: int,

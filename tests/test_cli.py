@@ -48,3 +48,21 @@ def test_gt_errors_are_one_line(tmp_path, capsys):
     assert main(["gt", "info", "--source", str(tmp_path / "nope.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nb201-harness: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_gt_export_and_info_on_an_official_format_file(tmp_path, capsys):
+    from tests.test_groundtruth import FAKE_ARCHS as ARCH_STRS, expected_mean, write_fake_official
+
+    pth = write_fake_official(tmp_path / "NAS-Bench-201-v1_1-096897.pth")
+    table = tmp_path / "nb201.csv"
+    assert main(["gt", "export", "--source", str(pth), "--out", str(table)]) == 0
+    frame = pd.read_csv(table)
+    assert frame["arch"].tolist() == list(ARCH_STRS)
+    assert frame["cifar10valid_valid_200"].tolist() == pytest.approx(
+        [expected_mean(i, "cifar10-valid", "x-valid", 200) for i in range(len(ARCH_STRS))])
+    capsys.readouterr()
+    assert main(["gt", "info", "--source", str(table)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_archs"] == len(ARCH_STRS)
+    best = max(range(len(ARCH_STRS)), key=lambda i: expected_mean(i, "cifar10", "ori-test", 200))
+    assert info["best"]["cifar10_test_200"]["arch"] == ARCH_STRS[best]
