@@ -147,7 +147,10 @@ def arch_costs(arch: Arch | str, C: int = 16, N: int = 5, num_classes: int = 10,
     """Analytic parameters and FLOPs of the stand-alone network, without building it.
 
     FLOPs follow xautodl's ``get_model_infos``: conv = k*k*Cin*Cout*Hout*Wout, linear = in*out + out;
-    pooling, BN and additions are not counted. Tested against module hooks in ``tests/test_nets.py``.
+    pooling, BN and additions are not counted. This reproduces NB201's published range exactly
+    (7.78M-220.12M at C=16, N=5, 32x32). NASLib's zero-cost ``flops`` uses another convention (it adds
+    k*k per pooled output element, 3 per ReLU-Conv-BN output element and a constant), so its values
+    are 0.16M-7M higher. Tested against module hooks in ``tests/test_nets.py``.
     """
     arch = parse_arch(arch)
     n1x1 = sum(OPS[o] == "nor_conv_1x1" for o in arch)

@@ -1,4 +1,6 @@
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +70,27 @@ def test_stand_alone_forward_and_zero_node_semantics():
     assert torch.allclose(a, b)
     with pytest.raises(ValueError, match="bad token|unknown op"):
         NB201Network("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+
+
+NASLIB_JSON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "sources" / \
+    "naslib_zc_nasbench201_partial__6639fd15.json"
+
+
+def _from_naslib(text: str) -> Arch:
+    # NASLib: edges (0->1, 0->2, 0->3, 1->2, 1->3, 2->3); ops 0=skip 1=none 2=conv3x3 3=conv1x1 4=pool
+    op = {0: 1, 1: 0, 2: 3, 3: 2, 4: 4}
+    e01, e02, e03, e12, e13, e23 = (op[int(t)] for t in text.strip("()").split(","))
+    return Arch((e01, e02, e12, e03, e13, e23))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("dataset, classes, resolution", [("cifar10", 10, 32), ("cifar100", 100, 32),
+                                                          ("ImageNet16-120", 120, 16)])
+def test_parameter_counts_equal_naslibs_recorded_params_for_every_dataset(dataset, classes, resolution):
+    if not NASLIB_JSON.exists():
+        pytest.skip("shared NASLib table absent")
+    records = json.loads(NASLIB_JSON.read_text())[dataset]
+    assert len(records) > 700
+    for key, rec in records.items():
+        ours = arch_costs(_from_naslib(key), 16, 5, classes, resolution).params
+        assert ours == round(rec["params"]["score"] * 1e6), key
