@@ -32,11 +32,11 @@ from . import __version__
 from .config import Config, ConfigError
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
-from .groundtruth import GroundTruth, GTQuery, load_ground_truth
+from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
 from .metrics import ranking_report
 from .samplers import SAMPLERS
-from .space import Arch, all_archs, parse_arch, unique_archs
+from .space import Arch, all_archs, parse_arch, sample_archs, unique_archs
 from .supernet import Supernet
 from .train import TrainState, make_optimizer, total_steps, train
 
@@ -55,11 +55,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def environment(device: torch.device, seed: int) -> dict:
-    env = {"harness": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-           "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-           "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision()}
-    return env
+    return {"harness": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision()}
 
 
 def _git_revision() -> str | None:
@@ -88,7 +87,7 @@ def select_archs(cfg: Config) -> list[Arch]:
     pool = unique_archs() if est.sample_pool == "unique" else all_archs()
     if not 0 < est.sample_size <= len(pool):
         raise ConfigError(f"[estimate] sample_size must be in 1..{len(pool)} for sample_pool={est.sample_pool!r}")
-    return random.Random(est.sample_seed).sample(pool, est.sample_size)
+    return sample_archs(est.sample_size, random.Random(est.sample_seed), pool)
 
 
 def prepare_run_dir(out: Path, cfg: Config) -> bool:
@@ -134,11 +133,11 @@ def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
     valid_idx = _subset(split.valid, d.valid_subset, d.split_seed + 2)
     mean, std = normalization(cfg.groundtruth.dataset)
     res = d.resolution or None
-    gen = torch.Generator(device).manual_seed(seed)
     train_b = DeviceBatches(images, indices=train_idx, device=device, batch_size=cfg.train.batch_size, mean=mean,
-                            std=std, augment=True, resolution=res, generator=gen, drop_last=True)
+                            std=std, augment=True, resolution=res, seed=seed, drop_last=True)
+    # held-out batches are cut in stored order (iter_fixed), so they draw no random numbers
     held = DeviceBatches(images, indices=valid_idx, device=device, batch_size=cfg.estimate.batch_size, mean=mean,
-                         std=std, augment=False, resolution=res, generator=torch.Generator(device).manual_seed(seed))
+                         std=std, augment=False, resolution=res)
     info = dict(split.info, n_train_used=int(len(train_idx)), n_valid_used=int(len(valid_idx)),
                 source=images.source, resolution=train_b.size[0])
     return Data(train_b, held, info)
@@ -201,9 +200,9 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
     """Run (or resume) one experiment into ``out``; returns the metrics dict also written to metrics.json."""
     out = Path(out)
     device = resolve_device(cfg.run.device)
-    gt = load_ground_truth(cfg.groundtruth.source) if cfg.groundtruth.source else None
-    if gt is None:
+    if not cfg.groundtruth.source:
         raise ConfigError("[groundtruth] source is empty: give the compact table or the official .pth file")
+    gt = load_ground_truth(cfg.groundtruth.source)
     query = gt.check_query(GTQuery(cfg.groundtruth.dataset, cfg.groundtruth.metric, cfg.groundtruth.epochs,
                                    cfg.groundtruth.seeds))
     archs = select_archs(cfg)

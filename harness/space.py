@@ -157,7 +157,7 @@ def parse_arch(value: "Arch | str | Sequence[int]") -> Arch:
 
 def all_archs() -> list[Arch]:
     """All 15,625 architectures in base-5 order."""
-    return [Arch(ops) for ops in itertools.product(range(NUM_OPS), repeat=NUM_EDGES)]
+    return list(iter_archs())
 
 
 def iter_archs() -> Iterator[Arch]:

@@ -78,20 +78,25 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
         state.step += 1
         since += 1
         bar.update(1)
-        if state.step % cfg.log_every == 0 or state.step == steps:
-            loss = running.item() / since  # the only host sync, once per log interval
+        due_log = state.step % cfg.log_every == 0 or state.step == steps
+        due_ckpt = checkpoint is not None and cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 \
+            and state.step < steps
+        if due_log or due_ckpt:
+            # the only host sync: once per log interval, and before a checkpoint so a diverged model
+            # never overwrites the last good one
+            loss = running.item() / since
             if not math.isfinite(loss):
                 bar.close()
                 raise TrainingDiverged(
                     f"training loss became {loss} between steps {state.step - since} and {state.step}; "
                     "the last checkpoint in the run directory is intact (lower [train] lr or raise grad_clip)")
+        if due_log:
             state.log.append({"step": state.step, "loss": loss, "lr": sched.get_last_lr()[0],
                               "seconds": round(state.seconds + time.perf_counter() - start, 3)})
             bar.set_postfix(loss=f"{loss:.3f}")
             running.zero_()
             since = 0
-        if checkpoint is not None and cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 \
-                and state.step < steps:
+        if due_ckpt:
             now = time.perf_counter()
             state.seconds += now - start  # fold elapsed time in so the checkpoint carries it
             start = now

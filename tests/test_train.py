@@ -55,6 +55,18 @@ def test_nan_loss_stops_with_a_clear_error():
         run_train(steps=20, nan=True)
 
 
+def test_a_diverged_model_is_never_checkpointed():
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3)
+    cfg = TrainSection(max_steps=20, log_every=10, checkpoint_every=3)  # checkpoint between log steps
+    opt, sched = make_optimizer(model, cfg, 20)
+    saved = []
+    with pytest.raises(TrainingDiverged):
+        train(model, SAMPLERS.get("uniform")(), cycle(toy_batches(nan=True)), cfg, 20, random.Random(0), opt, sched,
+              TrainState(), checkpoint=lambda st: saved.append(st.step), progress=False)
+    assert saved == []
+
+
 def test_total_steps_from_epochs_or_budget():
     assert total_steps(TrainSection(epochs=2.5, max_steps=0), 10) == 25
     assert total_steps(TrainSection(epochs=2.5, max_steps=7), 10) == 7
