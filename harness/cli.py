@@ -48,6 +48,72 @@ def cmd_gt_export(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_GT_BUILD = """examples:
+  # the embedded mini-benchmark (data/digitsm/), exactly as committed:
+  nb201-harness gt build --data builtin:digitsm --name digitsm --archs sample:200 --seeds 0,1 --epochs 8 \\
+      --C 8 --N 2 --batch-size 64 --no-augment --workers 2 --out data/digitsm/digitsm_gt.csv
+  # NB201's own recipe (the defaults) on CIFAR-10 for 500 non-isomorphic architectures, 3 seeds, on a GPU:
+  nb201-harness gt build --data cifar10:/data/cifar --name mycifar --archs sample-unique:500 --seeds 777,888,999 \\
+      --device cuda --out mycifar_gt.csv
+An interrupted build resumes when rerun with the same options and --out.
+"""
+
+
+def cmd_gt_build(args: argparse.Namespace) -> int:
+    from .gtbuild import BuildSpec, build, seed_agreement, select_archs
+
+    archs = [a.to_str() for a in select_archs(args.archs, args.arch_seed)]
+    data_name = args.data.partition(":")[2] if args.data.startswith("builtin:") else "cifar10"
+    spec = BuildSpec(data=args.data, name=args.name, archs=archs, seeds=[int(s) for s in args.seeds.split(",")],
+                     epochs=args.epochs, C=args.C, N=args.N, resolution=args.resolution, batch_size=args.batch_size,
+                     lr=args.lr, lr_min=args.lr_min, weight_decay=args.weight_decay, augment=not args.no_augment,
+                     split_seed=args.split_seed, normalize=args.normalize or data_name, device=args.device)
+    table = build(spec, args.out, workers=args.workers, progress=not args.quiet)
+    summary = {"table": args.out, "n_archs": len(table), "seeds": spec.seeds}
+    if len(spec.seeds) > 1:
+        summary["seed_agreement_valid"] = seed_agreement(args.out, spec.name, spec.epochs)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    start = time.perf_counter()
+    paths, table = run_demo(out, args.strategy or None, args.set or [], progress=not args.quiet)
+    print(f"\nRanking quality on the digitsm mini-benchmark (95% bootstrap CIs over architectures):\n\n{table}")
+    print(f"runs in {out}/, table and plots in {out / 'compare'}/ "
+          f"({', '.join(p.name for p in paths if p.suffix == '.png')}); {time.perf_counter() - start:.0f} s in all")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import load_run, strategy_table, to_markdown, write_report
+
+    records = [load_run(d) for d in args.run_dirs]
+    print(to_markdown(strategy_table(records)))
+    if args.out:
+        paths = write_report(records, args.out)
+        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .regression import check_run, load_baseline, make_baseline, read_run_metrics, write_baseline
+
+    run = read_run_metrics(args.run_dir)
+    if args.update:
+        previous = load_baseline(args.baseline) if Path(args.baseline).exists() else None
+        write_baseline(args.baseline, make_baseline(run, args.description or "", previous, args.tolerance))
+        print(f"baseline {args.baseline} rewritten from {args.run_dir}")
+        return 0
+    result = check_run(run, load_baseline(args.baseline), 0.05 if args.tolerance is None else args.tolerance)
+    print("\n".join(result.lines))
+    print(f"check {'passed' if result.passed else 'FAILED'}: {args.run_dir} against {args.baseline}")
+    return 0 if result.passed else 1
+
+
 def cmd_space_export(args: argparse.Namespace) -> int:
     from .nets import arch_costs
     from .space import iter_archs
@@ -88,6 +154,60 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--source", required=True)
     exp.add_argument("--out", required=True)
     exp.set_defaults(func=cmd_gt_export)
+
+    b = gt.add_parser("build", help="train architectures stand-alone to make a ground-truth table (resumable)",
+                      epilog=EPILOG_GT_BUILD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--data", required=True, help="builtin:digitsm, a zip/folder of class subfolders, or cifar10:ROOT")
+    b.add_argument("--name", required=True, help="dataset key of the table's columns (lowercase letters/digits)")
+    b.add_argument("--archs", default="sample:200", help="all | unique | sample:K | sample-unique:K | list:FILE")
+    b.add_argument("--arch-seed", type=int, default=0, help="seed of the sample:K draw (default 0)")
+    b.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    b.add_argument("--epochs", type=int, default=200)
+    b.add_argument("--C", type=int, default=16)
+    b.add_argument("--N", type=int, default=5)
+    b.add_argument("--resolution", type=int, default=0, help="0 = native")
+    b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--lr", type=float, default=0.1)
+    b.add_argument("--lr-min", type=float, default=0.0)
+    b.add_argument("--weight-decay", type=float, default=5e-4)
+    b.add_argument("--no-augment", action="store_true", help="no random crop + flip (digits must not be flipped)")
+    b.add_argument("--split-seed", type=int, default=0, help="stratified split seed when the data fixes none")
+    b.add_argument("--normalize", default="", help="mean/std constants (default: the builtin's, else cifar10)")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--workers", type=int, default=1, help="parallel worker processes (CPU)")
+    b.add_argument("--out", required=True, help="output table TABLE.csv (TABLE.partial.csv / .build.json beside it)")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_gt_build)
+
+    demo = sub.add_parser("demo", help="every registered strategy on the offline mini-benchmark, compared",
+                          epilog="examples:\n  nb201-harness demo\n  nb201-harness demo --strategy uniform --out runs/demo",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--out", help="directory for the runs and the comparison (default runs/demo-TIMESTAMP)")
+    demo.add_argument("--strategy", action="append", help="only this strategy (repeatable; default: all registered)")
+    demo.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a demo config key")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
+
+    cmp_ = sub.add_parser("compare", help="one table and plots across finished runs",
+                          epilog="example:\n  nb201-harness compare runs/demo/uniform runs/spos-seed1 --out reports/mine",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    cmp_.add_argument("--out", help="write compare.csv, summary.csv, summary.md and PNG/SVG plots here")
+    cmp_.set_defaults(func=cmd_compare)
+
+    chk = sub.add_parser("check", help="fail when a run's ranking quality fell below a committed baseline",
+                         epilog="examples:\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json"
+                                "\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json "
+                                "--update --description 'uniform, demo config'\nexit status: 0 passed, 1 regressed, "
+                                "2 not comparable or bad input",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("run_dir", metavar="RUN_DIR")
+    chk.add_argument("--baseline", required=True, help="baseline JSON (tests/regression/*.json)")
+    chk.add_argument("--tolerance", type=float, default=None,
+                     help="allowed drop for metrics without their own tolerance (default 0.05)")
+    chk.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
+    chk.add_argument("--description", help="with --update: what the baseline is")
+    chk.set_defaults(func=cmd_check)
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", required=True)
     sx = space.add_parser("export", help="one row per architecture: NB201 string, parameters, FLOPs",

@@ -71,13 +71,15 @@ class TrainSection:
 
 @dataclass
 class EstimateSection:
-    archs: str = "all"  # "all" (15,625) | "unique" (6,466 non-isomorphic) | "sample" | "list"
+    archs: str = "all"  # "all" (15,625) | "unique" (6,466 non-isomorphic) | "sample" | "list" | "groundtruth" (all it holds)
     sample_size: int = 150
     sample_pool: str = "unique"  # where "sample" draws from: "unique" | "all"
     sample_seed: int = 0
     arch_list: list = field(default_factory=list)  # NB201 strings when archs = "list"
     batch_size: int = 256  # with bn_policy = "batch" the cell BNs normalise over each evaluation batch
     recalib_batches: int = 10  # training batches per architecture for bn_policy = "recalibrate"
+    track_every: int = 0  # > 0: every this many training steps, score a probe set (tau vs training progress)
+    track_archs: int = 50  # probe set: the first K of the estimated architectures
 
 
 @dataclass
@@ -99,7 +101,7 @@ SECTIONS: dict[str, type] = {
     "run": RunSection, "data": DataSection, "supernet": SupernetSection, "train": TrainSection,
     "estimate": EstimateSection, "groundtruth": GroundTruthSection, "metrics": MetricsSection,
 }
-ARCH_SETS = ("all", "unique", "sample", "list")
+ARCH_SETS = ("all", "unique", "sample", "list", "groundtruth")
 
 
 @dataclass

@@ -49,6 +49,7 @@ class ImageSet:
     labels: np.ndarray
     classes: list[str]
     source: str
+    split: tuple[np.ndarray, np.ndarray] | None = None  # the dataset's own (train, valid) indices, if it fixes one
 
     def __post_init__(self) -> None:
         im, lab = self.images, self.labels
@@ -253,11 +254,16 @@ def load_cifar_python(root: str | os.PathLike, name: str, split: str) -> ImageSe
 
 
 def load_dataset(spec: str, split: str = "train", cache_dir: str | os.PathLike | None = None) -> ImageSet:
-    """Load ``cifar10:ROOT`` / ``cifar100:ROOT`` (official format, ``split`` = train|test) or a zip/folder path.
+    """Load ``builtin:NAME`` (generated offline, see :mod:`harness.builtin`), ``cifar10:ROOT`` / ``cifar100:ROOT``
+    (official format, ``split`` = train|test) or a zip/folder path.
 
     A zip/folder is one source (one split): ``split`` is then ignored; configs name train and test separately.
     """
     name, sep, rest = spec.partition(":")
+    if sep and name == "builtin":
+        from .builtin import load_builtin
+
+        return load_builtin(rest, split)
     if sep and name.lower() in _CIFAR:
         return load_cifar_python(rest, name.lower(), split)
     return load_image_folder(spec, cache_dir=cache_dir)
@@ -306,12 +312,16 @@ def nb201_split(imageset: ImageSet, split_file: str | os.PathLike | None = None,
                 valid_fraction: float = 0.5, original_order: bool = False) -> Split:
     """NB201's cifar10-valid protocol split of a training set into (train, valid) index arrays.
 
-    With ``split_file`` the official indices are used; they refer to the original 50,000-image CIFAR
+    A dataset that fixes its own split (:attr:`ImageSet.split`, e.g. the built-in mini-benchmark, whose
+    renders of one source image must stay on one side) uses it. With ``split_file`` the official indices are used; they refer to the original 50,000-image CIFAR
     order, so the caller must declare ``original_order=True`` (true for the official pickles, false for
     the JPEG zips, which lose the cross-class order). Without it: a seeded class-stratified split.
     """
     n = len(imageset)
-    if split_file is not None:
+    if split_file is None and imageset.split is not None:
+        train, valid = (np.sort(np.asarray(i, dtype=np.int64)) for i in imageset.split)
+        info = {"kind": "dataset", "source": imageset.source, "seed": None}
+    elif split_file is not None:
         if not original_order or n != NB201_TRAIN_SIZE:
             raise DataError(
                 f"the NB201 split file indexes the original {NB201_TRAIN_SIZE}-image CIFAR training order; this set "
@@ -329,7 +339,12 @@ def nb201_split(imageset: ImageSet, split_file: str | os.PathLike | None = None,
 
 
 def normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """NB201's per-channel (mean, std) on the [0, 1] scale for cifar10 (also cifar10-valid), cifar100, imagenet16."""
+    """NB201's per-channel (mean, std) on the [0, 1] scale for cifar10 (also cifar10-valid), cifar100, imagenet16;
+    a built-in dataset's own constants (:data:`harness.builtin.NORMALIZATION`)."""
+    from .builtin import NORMALIZATION as BUILTIN
+
+    if name in BUILTIN:
+        return BUILTIN[name]
     key = name.lower().replace("_", "-")
     key = "imagenet16" if key.startswith("imagenet16") else key.removesuffix("-valid")
     if key not in _NORMALIZATION:

@@ -7,6 +7,7 @@ This is the only place that seeds. A run directory holds::
     checkpoint.pt      training state while training (atomic; removed once supernet.pt exists)
     supernet.pt        trained supernet weights
     train_log.csv      step, loss, lr, seconds
+    progress.csv       with [estimate] track_every > 0: step, progress, kendall_tau, spearman on a probe set
     estimates.csv      arch, estimate (%), loss, ground_truth (%), nb201_index
     metrics.json       ranking metrics with CIs, timings, environment -- written last: marks the run finished
 
@@ -34,7 +35,7 @@ from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
 from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
-from .metrics import ranking_report
+from .metrics import kendall_tau, ranking_report, spearman
 from .samplers import SAMPLERS
 from .space import Arch, all_archs, parse_arch, sample_archs, unique_archs
 from .supernet import Supernet
@@ -74,8 +75,12 @@ def _git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def select_archs(cfg: Config) -> list[Arch]:
+def select_archs(cfg: Config, gt=None) -> list[Arch]:
     est = cfg.estimate
+    if est.archs == "groundtruth":
+        if gt is None:
+            raise ConfigError("[estimate] archs = 'groundtruth' needs the ground-truth source")
+        return gt.archs()
     if est.archs == "all":
         return all_archs()
     if est.archs == "unique":
@@ -143,7 +148,22 @@ def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
     return Data(train_b, held, info)
 
 
-def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: int, progress: bool) -> dict:
+def _tracker(cfg: Config, model: Supernet, data: Data, probe: list[Arch], truth: np.ndarray, steps: int):
+    """``track(step)``: rank correlation of the probe architectures' inherited-weight accuracy at ``step``."""
+    eval_batches = list(data.held_out.iter_fixed())
+    calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
+
+    def track(step: int) -> dict:
+        rows = estimate_archs(model, probe, eval_batches, calib, progress=False)
+        est = np.array([r["estimate"] for r in rows])
+        return {"step": step, "progress": step / steps, "kendall_tau": kendall_tau(est, truth),
+                "spearman": spearman(est, truth), "n_archs": len(probe)}
+
+    return track
+
+
+def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: int, progress: bool,
+                    probe: tuple[list[Arch], np.ndarray]) -> dict:
     sampler_opts = dict(cfg.sampler)
     sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
     steps = total_steps(cfg.train, len(data.train))
@@ -166,9 +186,12 @@ def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: i
                           "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng.getstate(),
                           "generator": data.train.generator.get_state(), "state": vars(st)})
 
+    track = _tracker(cfg, model, data, *probe, steps) if cfg.estimate.track_every > 0 else None
     state = train(model, sampler, data.train.batches(), cfg.train, steps, rng, opt, sched, state,
-                  checkpoint=checkpoint, progress=progress)
+                  checkpoint=checkpoint, progress=progress, track=track, track_every=cfg.estimate.track_every)
     write_csv(out / "train_log.csv", pd.DataFrame(state.log))
+    if state.progress:
+        write_csv(out / "progress.csv", pd.DataFrame(state.progress))
     save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(),
                                      "train_seconds": state.seconds, "steps": steps})
     ckpt.unlink(missing_ok=True)
@@ -205,7 +228,7 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
     gt = load_ground_truth(cfg.groundtruth.source)
     query = gt.check_query(GTQuery(cfg.groundtruth.dataset, cfg.groundtruth.metric, cfg.groundtruth.epochs,
                                    cfg.groundtruth.seeds))
-    archs = select_archs(cfg)
+    archs = select_archs(cfg, gt)
     truth = gt.query_many(archs, query)  # fails now, not after training, if an arch is missing
     resuming = prepare_run_dir(out, cfg)
     seed = cfg.run.seed
@@ -222,12 +245,14 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
         model.load_state_dict(saved["model"])
         train_info = {"steps": saved["steps"], "seconds": saved["train_seconds"], "resumed_after_training": True}
     else:
-        train_info = _train_supernet(cfg, out, model, data, seed, progress)
+        k = min(cfg.estimate.track_archs, len(archs))
+        train_info = _train_supernet(cfg, out, model, data, seed, progress, (archs[:k], truth[:k]))
     frame, est_seconds = _estimate(cfg, out, model, data, archs, progress)
     frame["ground_truth"] = truth
     frame["nb201_index"] = [gt.nb201_index(a) for a in archs]
     write_csv(out / "estimates.csv", frame)
     metrics = {
+        "strategy": cfg.sampler["name"],
         "ranking": ranking_report(frame["estimate"].to_numpy(), truth, cfg.metrics.bootstrap,
                                   cfg.metrics.confidence, seed),
         "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,

@@ -29,6 +29,7 @@ class TrainingDiverged(RuntimeError):
 class TrainState:
     step: int = 0
     log: list[dict] = field(default_factory=list)  # one row per log interval
+    progress: list[dict] = field(default_factory=list)  # rows from the ``track`` callback
     seconds: float = 0.0
 
 
@@ -63,8 +64,14 @@ def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Ten
 
 def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSection, steps: int,
           rng: random.Random, opt, sched, state: TrainState,
-          checkpoint: Callable[[TrainState], None] | None = None, progress: bool = True) -> TrainState:
-    """Train from ``state.step`` to ``steps``; calls ``checkpoint(state)`` every ``checkpoint_every`` steps."""
+          checkpoint: Callable[[TrainState], None] | None = None, progress: bool = True,
+          track: Callable[[int], dict] | None = None, track_every: int = 0) -> TrainState:
+    """Train from ``state.step`` to ``steps``; calls ``checkpoint(state)`` every ``checkpoint_every`` steps.
+
+    With ``track``, ``track(step)`` is called every ``track_every`` steps and at the end; its row is kept in
+    ``state.progress`` (it may evaluate the model; training mode is restored afterwards, and its time is not
+    counted as training time).
+    """
     model.train()
     device = next(model.parameters()).device
     running = torch.zeros((), device=device)
@@ -96,6 +103,11 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
             bar.set_postfix(loss=f"{loss:.3f}")
             running.zero_()
             since = 0
+        if track is not None and track_every > 0 and (state.step % track_every == 0 or state.step == steps):
+            paused = time.perf_counter()
+            state.progress.append(track(state.step))
+            model.train()
+            start += time.perf_counter() - paused  # tracking is measurement, not training
         if due_ckpt:
             now = time.perf_counter()
             state.seconds += now - start  # fold elapsed time in so the checkpoint carries it

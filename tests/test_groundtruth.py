@@ -128,7 +128,7 @@ def test_query_key_round_trip_and_canonical_list():
     [
         (("cifar-10", "test", 200), "unknown dataset 'cifar-10'; valid values: cifar10-valid, cifar10, cifar100"),
         (("cifar10", "accuracy", 200), "unknown metric 'accuracy'; valid values: train, valid, test"),
-        (("cifar10", "test", 100), "unknown epochs 100; valid epochs: 12, 200"),
+        (("cifar10", "test", 100), "unknown epochs 100; valid epochs for cifar10: 12, 200"),
         (("cifar10", "test", "200"), "unknown epochs '200'"),
         (("cifar10", "test", True), "unknown epochs True"),
         (("cifar10", "test", 200, "random"), "unknown seed policy 'random'; valid values: mean"),
@@ -476,3 +476,42 @@ def test_table_rejects_non_frame_and_nan_arch():
     frame.loc[0, "arch"] = math.nan
     with pytest.raises(GroundTruthError, match="row 0: empty or non-text arch"):
         TableGroundTruth(frame)
+
+
+# ---- built datasets (gt build) ------------------------------------------------------------------
+
+def test_built_dataset_queries_and_typo_guard():
+    from harness.groundtruth.base import is_built_dataset
+
+    q = GTQuery("digitsm", "valid", 8)
+    assert q.key == "digitsm_valid_8" and GTQuery.from_key("digitsm_valid_8") == q
+    assert is_built_dataset("digitsm") and not is_built_dataset("cifar10")
+    for typo in ("cifar10vaild", "cifar100x", "imagenet61"):
+        with pytest.raises(GroundTruthError, match="typo of NB201"):
+            GTQuery(typo, "valid", 200)
+    with pytest.raises(GroundTruthError, match="positive integer"):
+        GTQuery("digitsm", "valid", 0)
+
+
+def test_table_with_built_columns_and_seed_values(tmp_path):
+    archs = [Arch.from_index(i).to_str() for i in (0, 7, 99)]
+    path = tmp_path / "built.csv"
+    pd.DataFrame({"arch": archs, "digitsm_valid_8": [50.0, 60.0, 70.0], "digitsm_valid_8_seed0": [49.0, 61.0, 70.0],
+                  "digitsm_valid_8_seed1": [51.0, 59.0, 70.0], "n_seeds_digitsm_8": [2, 2, 2],
+                  "notes_free_text": ["a", "b", "c"]}).to_csv(path, index=False)
+    gt = TableGroundTruth.from_csv(path)
+    assert [q.key for q in gt.queries()] == ["digitsm_valid_8"]
+    assert gt.query(archs[1], "digitsm_valid_8") == 60.0
+    seeds = gt.seed_values("digitsm_valid_8")
+    assert list(seeds) == [0, 1] and seeds[1].tolist() == [51.0, 59.0, 70.0]
+    assert gt.extra_columns()["n_seeds_digitsm_8"].tolist() == [2, 2, 2]
+    with pytest.raises(GroundTruthError, match="no digitsm_valid_12"):
+        gt.query(archs[0], "digitsm_valid_12")
+
+
+def test_table_rejects_out_of_range_seed_values(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"arch": [Arch.from_index(0).to_str()], "digitsm_valid_8": [50.0],
+                  "digitsm_valid_8_seed0": [150.0]}).to_csv(path, index=False)
+    with pytest.raises(GroundTruthError, match="not an accuracy in percent"):
+        TableGroundTruth.from_csv(path)

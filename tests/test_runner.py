@@ -133,3 +133,13 @@ def test_cli_run_and_config_errors(tmp_path, config, capsys):
     assert summary["kendall_tau"] is None or -1 <= summary["kendall_tau"] <= 1  # None: constant estimates
     assert main(["run", str(cfg_file), "--set", "train.lrr=1"]) == 2
     assert "unknown key in [train] 'lrr'" in capsys.readouterr().err
+
+
+def test_tracking_logs_tau_against_training_progress(tmp_path, config):
+    config.estimate.track_every = 10
+    config.estimate.track_archs = 4
+    run_experiment(config, tmp_path / "run", progress=False)
+    progress = pd.read_csv(tmp_path / "run" / "progress.csv")
+    assert progress["step"].tolist() == [10, 20] and progress["progress"].tolist() == [0.5, 1.0]
+    assert (progress["n_archs"] == 4).all()
+    assert progress["kendall_tau"].dropna().between(-1, 1).all()

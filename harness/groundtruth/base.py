@@ -1,5 +1,10 @@
 """Ground-truth vocabulary (datasets, metrics, epochs, seed policies) and the :class:`GroundTruth` interface.
 
+Datasets are NB201's four (with NB201's epoch budgets 12 and 200) or a *built* dataset: ground truth made
+by ``nb201-harness gt build`` on another dataset, named by a lowercase alphanumeric key (for example
+``digitsm``) and valid for any positive epoch budget. A built name that is one typo away from an NB201
+key is refused, so ``cifar10vaild_valid_200`` cannot pass as a new dataset.
+
 Every query is a :class:`GTQuery` naming dataset, metric (split), training epochs and seed policy, so a
 lookup can never silently return a different split or a single random seed (syne-tune's blackbox repo
 once served test accuracy as ``valid_error``; NATS-Bench's ``get_more_info`` returns one random seed).
@@ -7,6 +12,8 @@ once served test accuracy as ``valid_error``; NATS-Bench's ``get_more_info`` ret
 from __future__ import annotations
 
 import abc
+import difflib
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -27,6 +34,29 @@ DATASET_KEYS: dict[str, str] = {
     "ImageNet16-120": "imagenet16",
 }
 KEY_DATASETS: dict[str, str] = {v: k for k, v in DATASET_KEYS.items()}
+_BUILT_RE = re.compile(r"^[a-z][a-z0-9]*$")
+
+
+def is_built_dataset(name: object) -> bool:
+    """True for a valid built-dataset name (lowercase alphanumeric, not an NB201 name or near-miss of one)."""
+    return isinstance(name, str) and _check_built(name) is None
+
+
+def _check_built(name: str) -> str | None:
+    """None when ``name`` is a usable built-dataset name, else why not."""
+    if name in DATASETS or name in KEY_DATASETS:
+        return "it is an NB201 dataset"
+    if not _BUILT_RE.match(name):
+        return "built-dataset names are lowercase letters and digits, starting with a letter"
+    near = difflib.get_close_matches(name, [*KEY_DATASETS, *DATASETS], n=1, cutoff=0.85)
+    if near:
+        return f"it looks like a typo of NB201's {near[0]!r}"
+    return None
+
+
+def dataset_key(dataset: str) -> str:
+    """Column spelling of a dataset: NB201's fixed keys, a built dataset's own name."""
+    return DATASET_KEYS.get(dataset, dataset)
 
 
 class GroundTruthError(ValueError):
@@ -48,11 +78,17 @@ class GTQuery:
     seeds: str = "mean"
 
     def __post_init__(self) -> None:
-        _check_choice("dataset", self.dataset, DATASETS)
+        built = isinstance(self.dataset, str) and self.dataset not in DATASETS
+        if built and (why := _check_built(self.dataset)) is not None:
+            raise GroundTruthError(f"unknown dataset {self.dataset!r}; valid values: {', '.join(DATASETS)}, or a "
+                                   f"built dataset's name ({self.dataset!r} is not one: {why})")
         _check_choice("metric", self.metric, METRICS)
         # bool is an int subclass; reject it and strings such as "200" so typos fail loudly
-        if isinstance(self.epochs, bool) or not hasattr(self.epochs, "__index__") or int(self.epochs) not in EPOCHS:
-            raise GroundTruthError(f"unknown epochs {self.epochs!r}; valid epochs: {', '.join(map(str, EPOCHS))}")
+        ok = not isinstance(self.epochs, bool) and hasattr(self.epochs, "__index__") and \
+            (int(self.epochs) > 0 if built else int(self.epochs) in EPOCHS)
+        if not ok:
+            valid = "a positive integer" if built else ", ".join(map(str, EPOCHS))
+            raise GroundTruthError(f"unknown epochs {self.epochs!r}; valid epochs for {self.dataset}: {valid}")
         object.__setattr__(self, "epochs", int(self.epochs))
         _check_choice("seed policy", self.seeds, SEED_POLICIES)
         if self.dataset == "cifar10" and self.metric == "valid":
@@ -64,18 +100,19 @@ class GTQuery:
     @property
     def key(self) -> str:
         """Table column name, e.g. ``cifar10valid_valid_200`` (values are seed means)."""
-        return f"{DATASET_KEYS[self.dataset]}_{self.metric}_{self.epochs}"
+        return f"{dataset_key(self.dataset)}_{self.metric}_{self.epochs}"
 
     @classmethod
     def from_key(cls, key: str) -> "GTQuery":
         """Inverse of :attr:`key`; raises :class:`GroundTruthError` for a malformed key."""
         parts = key.split("_") if isinstance(key, str) else []
-        if len(parts) != 3 or parts[0] not in KEY_DATASETS or not parts[2].isdigit():
+        if len(parts) != 3 or not (parts[0] in KEY_DATASETS or is_built_dataset(parts[0])) or not parts[2].isdigit():
             raise GroundTruthError(
                 f"bad query key {key!r}: expected '{{dataset}}_{{metric}}_{{epochs}}' with dataset in "
-                f"{sorted(KEY_DATASETS)}, metric in {list(METRICS)}, epochs in {list(EPOCHS)}"
+                f"{sorted(KEY_DATASETS)} (or a built dataset's name), metric in {list(METRICS)}, "
+                f"epochs in {list(EPOCHS)} (any positive integer for a built dataset)"
             )
-        return cls(KEY_DATASETS[parts[0]], parts[1], int(parts[2]))
+        return cls(KEY_DATASETS.get(parts[0], parts[0]), parts[1], int(parts[2]))
 
     def __str__(self) -> str:
         return f"{self.dataset} {self.metric} accuracy after {self.epochs} epochs ({self.seeds} over seeds)"

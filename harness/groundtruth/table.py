@@ -15,6 +15,10 @@ Schema (one row per architecture; UTF-8 CSV with a header row):
   the CIFAR-10 network as NB201 records them.
 - ``isomorphism_class`` (optional): NATS-Bench unique string, must equal ``Arch.canonical()``.
 - ``n_seeds_{ds}_{epochs}`` (optional): how many seeds the mean is over.
+- ``{ds}_{metric}_{epochs}_seed{S}`` (optional): the value of training seed ``S`` alone (tables made by
+  ``gt build`` keep them); read with :meth:`TableGroundTruth.seed_values`.
+
+``ds`` may also be a built dataset's name (see :mod:`harness.groundtruth.base`), with any epoch budget.
 
 Any other column is kept (:attr:`TableGroundTruth.frame`) but ignored. A column that looks like a metric
 column but names an unknown dataset/metric/epochs is an error, not ignored, so typos cannot hide data.
@@ -31,10 +35,11 @@ import pandas as pd
 
 from harness.space import Arch, ArchError
 
-from .base import DATASET_KEYS, EPOCHS, GroundTruth, GroundTruthError, GTQuery, all_queries
+from .base import KEY_DATASETS, METRICS, GroundTruth, GroundTruthError, GTQuery, all_queries
 
-_METRIC_RE = re.compile(r"^(cifar10valid|cifar10|cifar100|imagenet16)_([a-z]+)_(\d+)$")
-_NSEEDS_RE = re.compile(r"^n_seeds_(%s)_(%s)$" % ("|".join(DATASET_KEYS.values()), "|".join(map(str, EPOCHS))))
+_METRIC_RE = re.compile(r"^([a-z][a-z0-9]*)_(train|valid|test|[a-z]+)_(\d+)$")
+_SEED_RE = re.compile(r"^([a-z][a-z0-9]*_[a-z]+_\d+)_seed(\d+)$")
+_NSEEDS_RE = re.compile(r"^n_seeds_([a-z][a-z0-9]*)_(\d+)$")
 COST_COLUMNS = ("params_mb_cifar10", "flops_mb_cifar10")
 
 
@@ -52,6 +57,7 @@ class TableGroundTruth(GroundTruth):
         self._row = {a: i for i, a in enumerate(self._archs)}
         self._cols: dict[str, np.ndarray] = {}
         self._extra: dict[str, np.ndarray] = {}
+        self._seeds: dict[str, dict[int, np.ndarray]] = {}
         self._index: np.ndarray | None = None
         for name in self.frame.columns:
             self._classify(str(name))
@@ -74,7 +80,10 @@ class TableGroundTruth(GroundTruth):
 
     # ---- GroundTruth interface -------------------------------------------------------------------
     def queries(self) -> list[GTQuery]:
-        return [q for q in all_queries() if q.key in self._cols]
+        nb201 = [q for q in all_queries() if q.key in self._cols]
+        built = sorted((GTQuery.from_key(k) for k in self._cols if k not in {q.key for q in nb201}),
+                       key=lambda q: (q.dataset, q.metric, q.epochs))
+        return nb201 + built
 
     def _column(self, q: GTQuery) -> np.ndarray:
         return self._cols[q.key]
@@ -85,6 +94,11 @@ class TableGroundTruth(GroundTruth):
 
     def extra_columns(self) -> dict[str, np.ndarray]:
         return dict(self._extra)
+
+    def seed_values(self, q: "GTQuery | str") -> dict[int, np.ndarray]:
+        """Per-seed values of ``q`` (seed -> array aligned with :meth:`archs`); empty when the table keeps none."""
+        q = self.check_query(q)
+        return {s: v.copy() for s, v in sorted(self._seeds.get(q.key, {}).items())}
 
     # ---- validation ------------------------------------------------------------------------------
     def _where(self, i: int) -> str:
@@ -113,25 +127,36 @@ class TableGroundTruth(GroundTruth):
         return archs
 
     def _classify(self, name: str) -> None:
-        """Route a column to metrics / index / extras; unknown names are ignored on purpose."""
+        """Route a column to metrics / per-seed values / index / extras; other names are ignored on purpose."""
+        seed = _SEED_RE.match(name)
+        if seed:
+            q = self._metric_query(name, seed.group(1))
+            self._seeds.setdefault(q.key, {})[int(seed.group(2))] = self._accuracies(name)
+            return
         match = _METRIC_RE.match(name)
-        if match:
-            try:
-                q = GTQuery.from_key(name)
-            except GroundTruthError as exc:
-                raise GroundTruthError(f"{self.source}: column {name!r} looks like a metric column but: {exc}") from exc
-            values = self._numeric(name)
-            bad = np.flatnonzero((values < 0) | (values > 100))
-            if bad.size:
-                raise GroundTruthError(
-                    f"{self.source}: column {name!r}, {self._where(int(bad[0]))}: {values[bad[0]]} is not an "
-                    "accuracy in percent (0-100)"
-                )
-            self._cols[q.key] = values
+        # a metric-shaped name is strict when it names an NB201 dataset or a known metric, so typos fail
+        if match and (match.group(1) in KEY_DATASETS or match.group(2) in METRICS):
+            self._cols[self._metric_query(name, name).key] = self._accuracies(name)
         elif name == "nb201_index":
             self._index = self._indices(name)
         elif name in COST_COLUMNS or _NSEEDS_RE.match(name):
             self._extra[name] = self._numeric(name)
+
+    def _metric_query(self, name: str, key: str) -> GTQuery:
+        try:
+            return GTQuery.from_key(key)
+        except GroundTruthError as exc:
+            raise GroundTruthError(f"{self.source}: column {name!r} looks like a metric column but: {exc}") from exc
+
+    def _accuracies(self, name: str) -> np.ndarray:
+        values = self._numeric(name)
+        bad = np.flatnonzero((values < 0) | (values > 100))
+        if bad.size:
+            raise GroundTruthError(
+                f"{self.source}: column {name!r}, {self._where(int(bad[0]))}: {values[bad[0]]} is not an "
+                "accuracy in percent (0-100)"
+            )
+        return values
 
     def _numeric(self, name: str) -> np.ndarray:
         col = self.frame[name]

@@ -1,0 +1,288 @@
+"""Compare finished runs: read run directories, build per-run and per-strategy tables, figures.
+
+Everything here is pure except ``write_report``, which the CLI calls to write the report atomically.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import plots
+from .io import atomic_write, write_csv, write_text
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+METRICS = ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")
+ESTIMATE_COLUMNS = ("arch", "estimate", "ground_truth")
+PROGRESS_COLUMNS = ("progress", "kendall_tau")
+GROUP = ["strategy", "dataset", "query"]
+SPREAD = "mean ± std over seeds"
+
+
+class CompareError(ValueError):
+    """A run directory cannot be compared (missing, unfinished or malformed)."""
+
+
+@dataclass
+class RunRecord:
+    """One finished run. ``metrics``: ``{name: {"value", "ci_low", "ci_high"}}`` with NaN for null, plus n_archs."""
+
+    path: Path
+    strategy: str
+    seed: int
+    dataset: str
+    query: str
+    metrics: dict
+    estimates: pd.DataFrame = field(repr=False)
+    progress: pd.DataFrame | None = field(default=None, repr=False)
+    confidence: float = 0.95  # of the bootstrap CIs, from config.toml [metrics]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+# ---------------------------------------------------------------- reading
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CompareError(f"{path} is not valid JSON ({exc}); the run may have been written by a broken tool") from exc
+
+
+def _field(data: dict, dotted: str, where: Path):
+    node = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise CompareError(f"{where} lacks '{dotted}'; expected a metrics.json written by `nb201-harness run`")
+        node = node[key]
+    return node
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _ranking(metrics: dict, where: Path) -> dict:
+    ranking = _field(metrics, "ranking", where)
+    out = {}
+    for name, entry in ranking.items():
+        if isinstance(entry, dict):
+            out[name] = {k: _nan(entry.get(k)) for k in ("value", "ci_low", "ci_high")}
+    for name in METRICS:
+        if name not in out:
+            raise CompareError(f"{where} lacks ranking metric '{name}'; it has {sorted(out)}")
+    out["n_archs"] = int(_field(metrics, "ranking.n_archs", where))
+    return out
+
+
+def _read_csv(path: Path, columns, required: bool = True) -> pd.DataFrame | None:
+    if not path.exists():
+        if required:
+            raise CompareError(f"{path} is missing; a finished run has estimates.csv next to metrics.json")
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CompareError(f"{path} is not a readable CSV file ({exc})") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise CompareError(f"{path} lacks columns {missing}; it has {list(frame.columns)}")
+    for col in columns:
+        if col != "arch" and not pd.api.types.is_numeric_dtype(frame[col]):
+            raise CompareError(f"{path}: column '{col}' must be numeric")
+    return frame
+
+
+def _confidence(run_dir: Path) -> float:
+    path = run_dir / "config.toml"
+    if not path.exists():
+        return 0.95  # the config default
+    try:
+        return float(tomllib.loads(path.read_text()).get("metrics", {}).get("confidence", 0.95))
+    except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
+        raise CompareError(f"{path} is not a valid config ({exc})") from exc
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a finished run directory (metrics.json, estimates.csv, optional progress.csv, config.toml)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CompareError(f"run directory {path} does not exist" if not path.exists()
+                           else f"{path} is not a directory; give the run directory that holds metrics.json")
+    if not (path / "metrics.json").exists():
+        raise CompareError(f"{path} has no metrics.json: the run is unfinished (or crashed). Resume it with "
+                           f"`nb201-harness run {path / 'config.toml'} --out {path}` or leave it out")
+    where = path / "metrics.json"
+    metrics = _read_json(where)
+    strategy = metrics.get("strategy") or _field(metrics, "estimator.sampler.name", where)
+    return RunRecord(
+        path=path, strategy=str(strategy), seed=int(_field(metrics, "environment.seed", where)),
+        dataset=str(_field(metrics, "ground_truth.dataset", where)),
+        query=str(_field(metrics, "ground_truth.query", where)), metrics=_ranking(metrics, where),
+        estimates=_read_csv(path / "estimates.csv", ESTIMATE_COLUMNS),
+        progress=_read_csv(path / "progress.csv", PROGRESS_COLUMNS, required=False),
+        confidence=_confidence(path))
+
+
+# ---------------------------------------------------------------- tables
+
+def _run_names(records: list[RunRecord]) -> list[str]:
+    names = [r.name for r in records]
+    if len(set(names)) < len(names):  # e.g. every run dir called "run": add the parent to tell them apart
+        names = [f"{r.path.parent.name}/{r.name}" for r in records]
+    return names
+
+
+def runs_table(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per run: run, strategy, seed, dataset, query, n_archs, then ``{m}``, ``{m}_ci_low``, ``{m}_ci_high``."""
+    if not records:
+        raise CompareError("no runs to compare")
+    rows = []
+    for name, r in zip(_run_names(records), records):
+        row = {"run": name, "strategy": r.strategy, "seed": r.seed, "dataset": r.dataset, "query": r.query,
+               "n_archs": r.metrics["n_archs"], "confidence": r.confidence}
+        for m in METRICS:
+            entry = r.metrics[m]
+            row.update({m: entry["value"], f"{m}_ci_low": entry["ci_low"], f"{m}_ci_high": entry["ci_high"]})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(GROUP + ["seed", "run"], kind="stable", ignore_index=True)
+
+
+def _summarise(group: pd.DataFrame) -> dict:
+    n = len(group)
+    row = {"n_runs": n, "seeds": ", ".join(str(s) for s in sorted(group["seed"]))}
+    row["interval"] = f"{group['confidence'].iloc[0] * 100:g}% bootstrap CI" if n == 1 else SPREAD
+    for m in METRICS:
+        values = group[m].to_numpy(dtype=float)
+        if n == 1:
+            mean, std, lo, hi = values[0], math.nan, group[f"{m}_ci_low"].iloc[0], group[f"{m}_ci_high"].iloc[0]
+        else:
+            # NaN propagates: a seed whose ranking is undefined makes the mean undefined, not silently dropped
+            mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+            lo, hi = mean - std, mean + std
+        row.update({m: mean, f"{m}_lo": float(lo), f"{m}_hi": float(hi), f"{m}_std": std})
+    return row
+
+
+def strategy_table(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per (strategy, dataset, query): n_runs, seeds, interval, ``{m}``, ``{m}_lo``, ``{m}_hi``, ``{m}_std``.
+
+    One run: the value and its bootstrap CI (std NaN). Several: mean, std (ddof=1) and mean ± std.
+    """
+    runs = runs_table(records)
+    rows = [{**dict(zip(GROUP, key)), **_summarise(g)} for key, g in runs.groupby(GROUP, sort=True)]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- Markdown
+
+def _num(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
+
+
+def _short(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def _cell(row: pd.Series, m: str, lo: str, hi: str, std: str | None) -> str:
+    if std is not None and math.isfinite(row[std]):
+        return f"{_num(row[m])} ± {_num(row[std])}"
+    if not (math.isfinite(row[lo]) or math.isfinite(row[hi])):
+        return _num(row[m])
+    return f"{_num(row[m])} [{_short(row[lo])}, {_short(row[hi])}]"
+
+
+def _interval_columns(table: pd.DataFrame, m: str):
+    if f"{m}_ci_low" in table.columns:
+        return f"{m}_ci_low", f"{m}_ci_high", None
+    if f"{m}_lo" in table.columns:
+        return f"{m}_lo", f"{m}_hi", f"{m}_std" if f"{m}_std" in table.columns else None
+    return None
+
+
+def _plain(value) -> str:
+    text = _num(value) if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``runs_table`` or ``strategy_table``.
+
+    A metric with interval columns becomes one cell: ``0.512 [0.44, 0.58]`` (CI) or ``0.512 ± 0.031`` (std).
+    """
+    merged, helpers = {}, set()
+    for m in table.columns:
+        cols = _interval_columns(table, m)
+        if cols is not None:
+            merged[m] = cols
+            helpers.update(c for c in cols if c)
+    helpers.add("confidence")
+    columns = [c for c in table.columns if c not in helpers]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for _, row in table.iterrows():
+        cells = [_cell(row, c, *merged[c]) if c in merged else _plain(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- figures and report
+
+def _labels(records: list[RunRecord]) -> list[str]:
+    counts = pd.Series([r.strategy for r in records]).value_counts()
+    labels = [r.strategy + (f" seed {r.seed}" if counts[r.strategy] > 1 else "") for r in records]
+    clash = pd.Series(labels).duplicated(keep=False)  # same strategy and seed on several datasets, or a re-run
+    return [f"{lab} ({name})" if dup else lab for lab, name, dup in zip(labels, _run_names(records), clash)]
+
+
+def figures(records: list[RunRecord]) -> dict[str, Figure]:
+    """``correlations`` and ``scatter`` always; ``tau_vs_progress`` when some run has progress.csv."""
+    labels = _labels(records)
+    figs = {"correlations": plots.bar_correlations(strategy_table(records)),
+            "scatter": plots.scatter_grid({lab: r.estimates for lab, r in zip(labels, records)})}
+    curves = {lab: r.progress for lab, r in zip(labels, records) if r.progress is not None}
+    if curves:
+        figs["tau_vs_progress"] = plots.tau_vs_progress(curves)
+    return figs
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def _figure_bytes(fig: Figure, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150)
+    return buf.getvalue()
+
+
+def _summary_markdown(records: list[RunRecord]) -> str:
+    return ("# Strategy comparison\n\n"
+            f"{len(records)} runs. One run per strategy: value with its bootstrap CI over architectures; "
+            f"several seeds: {SPREAD} (std with ddof=1). regret_top1 is in accuracy points.\n\n"
+            "## Per strategy\n\n" + to_markdown(strategy_table(records)) +
+            "\n## Per run\n\n" + to_markdown(runs_table(records)))
+
+
+def write_report(records: list[RunRecord], out_dir: str | Path) -> list[Path]:
+    """Write compare.csv, summary.csv, summary.md and every figure as PNG and SVG (atomic); returns the paths."""
+    out = Path(out_dir)
+    paths = [write_csv(out / "compare.csv", runs_table(records)),
+             write_csv(out / "summary.csv", strategy_table(records)),
+             write_text(out / "summary.md", _summary_markdown(records))]
+    for name, fig in figures(records).items():
+        for fmt in ("png", "svg"):
+            paths.append(write_bytes(out / f"{name}.{fmt}", _figure_bytes(fig, fmt)))
+    return paths

@@ -1,0 +1,172 @@
+"""Figures for reports: data in, ``matplotlib.figure.Figure`` out; no file writes, no pyplot state.
+
+Figures are built with ``Figure()`` directly (not ``plt.figure``), so they work headless and are
+garbage-collected like any object; the caller saves them (``fig.savefig(buf, format="png")``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .metrics import kendall_tau, top_k_count
+
+TITLE_PT, LABEL_PT, TICK_PT = 12, 11, 10
+COLORS = {"kendall_tau": "#1f77b4", "spearman": "#ff7f0e"}
+NAMES = {"kendall_tau": "Kendall tau", "spearman": "Spearman rho"}
+OTHER, TOP = "#9e9e9e", "#d62728"
+
+
+def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+    ax.set_ylabel(ylabel, fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _require(data, what: str) -> None:
+    if len(data) == 0:
+        raise ValueError(f"nothing to plot: {what} is empty")
+
+
+def _require_columns(frame: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
+
+
+def _bar_labels(table: pd.DataFrame) -> list[str]:
+    labels = table["strategy"].astype(str)
+    for col in ("dataset", "query"):  # rows of one strategy on several datasets need telling apart
+        if col in table.columns and table[col].nunique() > 1:
+            labels = labels + "\n" + table[col].astype(str)
+    if "n_runs" in table.columns:  # says which bars carry a bootstrap CI and which a spread over seeds
+        labels = labels + table["n_runs"].map(lambda n: "\n(1 run)" if n == 1 else f"\n({n} seeds)")
+    return list(labels)
+
+
+def _error_bars(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    # a percentile CI need not bracket the point value; clip so matplotlib gets non-negative lengths
+    return np.vstack([np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)])
+
+
+def _y_limits(table: pd.DataFrame, metrics) -> tuple[float, float]:
+    vals = table[[f"{m}{s}" for m in metrics for s in ("", "_lo", "_hi")]].to_numpy(dtype=float)
+    finite = vals[np.isfinite(vals)]
+    low, high = min(0.0, finite.min(initial=0.0)), max(0.0, finite.max(initial=0.0))
+    pad = max(0.05, 0.08 * (high - low))
+    return max(low - pad, -1.05), min(high + pad, 1.05)
+
+
+def _interval_note(table: pd.DataFrame) -> str:
+    if "interval" not in table.columns:
+        return ""
+    return "error bars:\n" + "\n".join(sorted(table["interval"].dropna().astype(str).unique()))
+
+
+def bar_correlations(table: pd.DataFrame) -> Figure:
+    """Grouped bars of Kendall tau and Spearman per strategy; error bars span ``{m}_lo`` .. ``{m}_hi``.
+
+    ``table``: one row per strategy (``compare.strategy_table``), columns ``strategy`` and
+    ``kendall_tau``/``spearman`` with ``_lo``/``_hi``. A NaN value draws no bar and is marked "n/a".
+    """
+    metrics = ("kendall_tau", "spearman")
+    _require(table, "the strategy table")
+    _require_columns(table, ["strategy"] + [f"{m}{s}" for m in metrics for s in ("", "_lo", "_hi")],
+                     "the strategy table")
+    n, width = len(table), 0.38
+    fig = Figure(figsize=(max(6.0, 1.3 * n + 4.0), 4.2), layout="tight")
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    for i, m in enumerate(metrics):
+        value = table[m].to_numpy(dtype=float)
+        err = _error_bars(value, table[f"{m}_lo"].to_numpy(dtype=float), table[f"{m}_hi"].to_numpy(dtype=float))
+        pos = x + (i - 0.5) * width
+        ax.bar(pos, np.nan_to_num(value), width, yerr=err, capsize=4, color=COLORS[m], label=NAMES[m],
+               error_kw={"elinewidth": 1.2, "ecolor": "#333333"})
+        for p in pos[~np.isfinite(value)]:
+            ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=TICK_PT, rotation=90)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, _bar_labels(table))
+    ax.set_ylim(*_y_limits(table, metrics))
+    _style(ax, "Ranking correlation with ground truth per strategy", "sampling strategy",
+           "rank correlation with ground truth")
+    note = _interval_note(table)
+    # outside the axes, so it never hides a bar or an error bar; the tight layout makes room for it
+    ax.legend(fontsize=TICK_PT, title=note or None, title_fontsize=TICK_PT, alignment="left",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _finite_pairs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    est, gt = frame["estimate"].to_numpy(dtype=float), frame["ground_truth"].to_numpy(dtype=float)
+    keep = np.isfinite(est) & np.isfinite(gt)
+    return est[keep], gt[keep]
+
+
+def _tau_text(est: np.ndarray, gt: np.ndarray) -> str:
+    tau = kendall_tau(est, gt) if len(est) >= 2 else float("nan")
+    return f"tau = {tau:.3f}" if np.isfinite(tau) else "tau = n/a"
+
+
+def _scatter_panel(ax: Axes, label: str, frame: pd.DataFrame, top_percent: float) -> None:
+    est, gt = _finite_pairs(frame)
+    top = np.zeros(len(gt), dtype=bool)
+    if len(gt):
+        top[np.argsort(-gt, kind="stable")[:top_k_count(len(gt), top_percent)]] = True
+    # rasterized points keep the SVG small for all 15,625 architectures; axes and text stay vector
+    ax.scatter(gt[~top], est[~top], s=10, color=OTHER, alpha=0.6, linewidths=0, rasterized=True,
+               label="other architectures")
+    ax.scatter(gt[top], est[top], s=14, color=TOP, alpha=0.9, linewidths=0, rasterized=True,
+               label=f"ground-truth top {top_percent:g}% ({top.sum()})")
+    _style(ax, f"{label}  ({_tau_text(est, gt)})", "ground-truth accuracy (%)", "supernet estimate (%)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=TICK_PT, loc="best", framealpha=0.8)
+
+
+def scatter_grid(runs: dict[str, pd.DataFrame], top_percent: float = 10) -> Figure:
+    """One scatter panel per run: x = ground-truth accuracy, y = supernet estimate (both %).
+
+    ``runs``: label -> frame with columns ``estimate`` and ``ground_truth`` (one row per architecture).
+    The ground-truth top-``top_percent``% are drawn in red; rows with NaN are left out.
+    """
+    _require(runs, "the run dict")
+    for label, frame in runs.items():
+        _require_columns(frame, ["estimate", "ground_truth"], f"run {label!r}")
+    ncols = min(3, len(runs))
+    nrows = math.ceil(len(runs) / ncols)
+    fig = Figure(figsize=(4.6 * ncols, 4.0 * nrows), layout="tight")
+    for i, (label, frame) in enumerate(runs.items()):
+        _scatter_panel(fig.add_subplot(nrows, ncols, i + 1), label, frame, top_percent)
+    return fig
+
+
+def tau_vs_progress(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Kendall tau on a probe set against training progress, one line per run.
+
+    ``curves``: label -> frame with ``progress`` (0..1) and ``kendall_tau``; optional
+    ``kendall_tau_lo``/``kendall_tau_hi`` are drawn as a shaded band. NaN points leave a gap.
+    """
+    _require(curves, "the curve dict")
+    fig = Figure(figsize=(6.4, 4.2), layout="tight")
+    ax = fig.add_subplot()
+    for label, frame in curves.items():
+        _require_columns(frame, ["progress", "kendall_tau"], f"curve {label!r}")
+        frame = frame.sort_values("progress")
+        x = frame["progress"].to_numpy(dtype=float)
+        (line,) = ax.plot(x, frame["kendall_tau"].to_numpy(dtype=float), marker="o", markersize=4, label=label)
+        if {"kendall_tau_lo", "kendall_tau_hi"} <= set(frame.columns):
+            ax.fill_between(x, frame["kendall_tau_lo"].to_numpy(dtype=float),
+                            frame["kendall_tau_hi"].to_numpy(dtype=float), color=line.get_color(), alpha=0.2,
+                            linewidth=0)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(0, 1.02)  # a little room so the point at progress 1.0 is not cut in half
+    _style(ax, "Ranking correlation during supernet training", "training progress (fraction of steps)",
+           "Kendall tau with ground truth (probe set)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=TICK_PT, loc="best")
+    return fig

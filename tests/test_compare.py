@@ -1,0 +1,195 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import compare as C
+from harness.io import write_csv, write_json, write_text
+from harness.metrics import ranking_report
+from harness.space import Arch
+
+QUERY = "cifar10valid_valid_200"
+
+
+def make_run(root, name, sampler="uniform", seed=0, noise=5.0, n=60, strategy=None, progress=False,
+             constant=False, dataset="cifar10-valid"):
+    """A finished run directory shaped like `nb201-harness run` output, with real metrics of fake estimates."""
+    rng = np.random.default_rng(seed + 100 * len(name))
+    run = root / name
+    gt = rng.uniform(40, 94, n).round(3)
+    est = np.full(n, 10.0) if constant else (0.2 * gt + rng.normal(0, noise, n)).round(1)
+    archs = [Arch.from_index(int(i)).to_str() for i in rng.choice(15625, n, replace=False)]
+    write_csv(run / "estimates.csv", pd.DataFrame({"arch": archs, "estimate": est, "loss": rng.uniform(1, 2, n),
+                                                   "ground_truth": gt, "nb201_index": np.arange(n)}))
+    metrics = {"ranking": ranking_report(est, gt, n_resamples=20, seed=seed),
+               "ground_truth": {"query": QUERY, "dataset": dataset, "metric": "valid", "epochs": 200},
+               "estimator": {"name": "inherited-weights accuracy", "sampler": {"name": sampler}},
+               "environment": {"seed": seed, "device": "cpu"}}
+    if strategy:
+        metrics["strategy"] = strategy
+    write_json(run / "metrics.json", metrics)
+    tau = metrics["ranking"]["kendall_tau"]["value"]
+    write_text(run / "config.toml", f'[run]\nseed = {seed}\n\n[metrics]\nconfidence = 0.95\n\n[sampler]\nname = "{sampler}"\n')
+    if progress:
+        p = np.linspace(0.1, 1.0, 5)
+        write_csv(run / "progress.csv", pd.DataFrame({"step": (p * 1000).astype(int), "progress": p,
+                                                      "kendall_tau": tau * np.sqrt(p), "spearman": 1.3 * tau * np.sqrt(p),
+                                                      "n_archs": 20}))
+    return run
+
+
+@pytest.fixture
+def run_dirs(tmp_path):
+    return [make_run(tmp_path, "uniform-s0", "uniform", 0),
+            make_run(tmp_path, "uniform-s1", "uniform", 1, noise=8.0),
+            make_run(tmp_path, "fairnas-s0", "fairnas", 0, progress=True),
+            make_run(tmp_path, "collapsed-s0", "uniform", 0, strategy="uniform-no-bn", constant=True)]
+
+
+@pytest.fixture
+def records(run_dirs):
+    return [C.load_run(p) for p in run_dirs]
+
+
+def _metrics(path):
+    return json.loads((path / "metrics.json").read_text())["ranking"]
+
+
+def test_load_run_reads_a_finished_run(run_dirs):
+    rec = C.load_run(run_dirs[2])
+    assert (rec.strategy, rec.seed, rec.dataset, rec.query) == ("fairnas", 0, "cifar10-valid", QUERY)
+    assert rec.metrics["kendall_tau"]["value"] == pytest.approx(_metrics(run_dirs[2])["kendall_tau"]["value"])
+    assert rec.metrics["n_archs"] == 60 and len(rec.estimates) == 60
+    assert list(rec.progress["progress"]) == pytest.approx(np.linspace(0.1, 1.0, 5))
+    assert C.load_run(run_dirs[0]).progress is None
+
+
+def test_load_run_prefers_the_strategy_label_and_reads_null_as_nan(run_dirs):
+    assert _metrics(run_dirs[3])["kendall_tau"]["value"] is None  # stored as JSON null
+    rec = C.load_run(run_dirs[3])
+    assert rec.strategy == "uniform-no-bn"  # the top-level label beats the sampler name
+    assert math.isnan(rec.metrics["kendall_tau"]["value"]) and math.isnan(rec.metrics["spearman"]["ci_low"])
+
+
+def _break(run, how):
+    if how == "missing":
+        return run.parent / "no-such-run", "does not exist"
+    if how == "unfinished":
+        (run / "metrics.json").unlink()
+        return run, "unfinished"
+    if how == "bad json":
+        (run / "metrics.json").write_text('{"ranking": ')
+        return run, "not valid JSON"
+    if how == "no dataset":
+        data = json.loads((run / "metrics.json").read_text())
+        del data["ground_truth"]["dataset"]
+        (run / "metrics.json").write_text(json.dumps(data))
+        return run, "ground_truth.dataset"
+    if how == "no estimates":
+        (run / "estimates.csv").unlink()
+        return run, "estimates.csv is missing"
+    frame = pd.read_csv(run / "estimates.csv").drop(columns=["ground_truth"])
+    frame.to_csv(run / "estimates.csv", index=False)
+    return run, "lacks columns \\['ground_truth'\\]"
+
+
+@pytest.mark.parametrize("how", ["missing", "unfinished", "bad json", "no dataset", "no estimates", "no column"])
+def test_load_run_errors_name_the_run_and_the_problem(tmp_path, how):
+    path, message = _break(make_run(tmp_path, "r"), how)
+    with pytest.raises(C.CompareError, match=message) as info:
+        C.load_run(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_runs_table_has_one_row_per_run_with_values_and_cis(records, run_dirs):
+    table = C.runs_table(records)
+    assert len(table) == 4
+    for col in ["run", "strategy", "seed", "dataset", "query", "n_archs"]:
+        assert col in table.columns
+    for m in C.METRICS:
+        assert {m, f"{m}_ci_low", f"{m}_ci_high"} <= set(table.columns)
+    row = table.set_index("run").loc["uniform-s1"]
+    stored = _metrics(run_dirs[1])
+    assert row["strategy"] == "uniform" and row["seed"] == 1
+    assert row["regret_top1"] == pytest.approx(stored["regret_top1"]["value"])
+    assert row["kendall_tau_ci_high"] == pytest.approx(stored["kendall_tau"]["ci_high"])
+    assert list(table["strategy"]) == sorted(table["strategy"])
+
+
+def test_runs_table_tells_apart_run_dirs_with_the_same_name(tmp_path):
+    records = [C.load_run(make_run(tmp_path / exp, "run", seed=s)) for s, exp in enumerate(["a", "b"])]
+    assert list(C.runs_table(records)["run"]) == ["a/run", "b/run"]
+
+
+def test_strategy_table_averages_seeds_and_keeps_the_ci_of_single_runs(records):
+    table = C.strategy_table(records).set_index("strategy")
+    assert sorted(table.index) == ["fairnas", "uniform", "uniform-no-bn"]
+    uni = table.loc["uniform"]
+    taus = [r.metrics["kendall_tau"]["value"] for r in records if r.strategy == "uniform"]
+    assert (uni["n_runs"], uni["seeds"], uni["interval"]) == (2, "0, 1", "mean ± std over seeds")
+    assert uni["kendall_tau"] == pytest.approx(np.mean(taus))
+    assert uni["kendall_tau_std"] == pytest.approx(np.std(taus, ddof=1))
+    assert uni["kendall_tau_lo"] == pytest.approx(np.mean(taus) - np.std(taus, ddof=1))
+    assert uni["kendall_tau_hi"] == pytest.approx(np.mean(taus) + np.std(taus, ddof=1))
+    fair, entry = table.loc["fairnas"], records[2].metrics["spearman"]
+    assert (fair["n_runs"], fair["interval"]) == (1, "95% bootstrap CI")
+    assert (fair["spearman"], fair["spearman_lo"], fair["spearman_hi"]) == (entry["value"], entry["ci_low"], entry["ci_high"])
+    assert math.isnan(fair["spearman_std"])
+    assert math.isnan(table.loc["uniform-no-bn", "kendall_tau"])
+
+
+def test_to_markdown_lists_every_strategy_with_intervals(records):
+    text = C.to_markdown(C.strategy_table(records))
+    lines = text.strip().splitlines()
+    assert len(lines) == 2 + 3 and all(line.startswith("|") and line.endswith("|") for line in lines)
+    assert lines[0].count("|") == lines[2].count("|")
+    for name in ["uniform", "fairnas", "uniform-no-bn"]:
+        assert any(f"| {name} |" in line for line in lines)
+    uni = next(line for line in lines if line.startswith("| uniform |"))
+    tau = C.strategy_table(records).set_index("strategy").loc["uniform"]
+    assert f"{tau['kendall_tau']:.3f} ± {tau['kendall_tau_std']:.3f}" in uni
+    fair = next(line for line in lines if line.startswith("| fairnas |"))
+    m = records[2].metrics["kendall_tau"]
+    assert f"{m['value']:.3f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]" in fair
+    assert "n/a" in next(line for line in lines if "uniform-no-bn" in line)
+    assert "_lo" not in lines[0] and "_std" not in lines[0] and "_ci_low" not in C.to_markdown(C.runs_table(records))
+
+
+def test_figures_label_seeds_and_add_progress_only_when_present(records):
+    figs = C.figures(records)
+    assert set(figs) == {"correlations", "scatter", "tau_vs_progress"}
+    titles = [ax.get_title().split("  (")[0] for ax in figs["scatter"].axes]
+    assert sorted(titles) == ["fairnas", "uniform seed 0", "uniform seed 1", "uniform-no-bn"]
+    bars = [p for c in figs["correlations"].axes[0].containers if hasattr(c, "patches") for p in c.patches]
+    assert len(bars) == 2 * 3
+    assert [line.get_label() for line in figs["tau_vs_progress"].axes[0].lines if line.get_label() == "fairnas"]
+    assert "tau_vs_progress" not in C.figures(records[:2])
+
+
+def test_write_report_writes_tables_markdown_and_figures(records, tmp_path):
+    out = tmp_path / "report"
+    paths = C.write_report(records, out)
+    names = {p.name for p in paths}
+    expected = {"compare.csv", "summary.csv", "summary.md"} | {f"{f}.{x}" for f in C.figures(records)
+                                                                for x in ("png", "svg")}
+    assert names == expected and {p.name for p in out.iterdir()} == expected  # no temp files left behind
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert (out / "scatter.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<svg" in (out / "correlations.svg").read_text()
+    assert len(pd.read_csv(out / "compare.csv")) == 4
+    assert pd.read_csv(out / "summary.csv")["n_runs"].sum() == 4
+    md = (out / "summary.md").read_text()
+    assert all(s in md for s in ["uniform", "fairnas", "uniform-no-bn", "uniform-s1"])
+
+
+def test_example_run_loads_when_present():
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "reports" / "cifar10-cpu-smoke" / "run"
+    if not (run / "metrics.json").exists():
+        pytest.skip("example run absent")
+    rec = C.load_run(run)
+    assert rec.strategy == "uniform" and rec.metrics["n_archs"] == len(rec.estimates)
