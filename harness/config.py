@@ -42,6 +42,7 @@ class DataSection:
     resolution: int = 0  # 0 = native (32); smaller values downsample once (CPU-sized runs)
     train_subset: int = 0  # 0 = the whole training half; K = the first K of a seeded shuffle of it
     valid_subset: int = 0  # 0 = the whole held-out half for estimation; K = a seeded subset of K
+    augment: bool = True  # NB201's random crop (padding 4) + horizontal flip; false for digits (a flip changes them)
     cache_dir: str = ""  # decoded-image cache; "" = $NB201_HARNESS_CACHE or ~/.cache/nb201-harness
 
 

@@ -139,7 +139,7 @@ def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
     mean, std = normalization(cfg.groundtruth.dataset)
     res = d.resolution or None
     train_b = DeviceBatches(images, indices=train_idx, device=device, batch_size=cfg.train.batch_size, mean=mean,
-                            std=std, augment=True, resolution=res, seed=seed, drop_last=True)
+                            std=std, augment=d.augment, resolution=res, seed=seed, drop_last=True)
     # held-out batches are cut in stored order (iter_fixed), so they draw no random numbers
     held = DeviceBatches(images, indices=valid_idx, device=device, batch_size=cfg.estimate.batch_size, mean=mean,
                          std=std, augment=False, resolution=res)
