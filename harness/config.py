@@ -59,6 +59,7 @@ class SupernetSection:
 class TrainSection:
     epochs: float = 250.0  # NB201 RANDOM.config (xautodl configs/nas-benchmark/algos)
     max_steps: int = 0  # 0 = epochs * steps-per-epoch; otherwise an explicit step budget
+    max_paths: int = 0  # > 0: a compute budget in forward/backward passes; steps = max_paths // the strategy's paths per step
     batch_size: int = 64
     lr: float = 0.025
     lr_min: float = 0.001
@@ -84,6 +85,20 @@ class EstimateSection:
 
 
 @dataclass
+class ForgettingSection:
+    """Forgetting probes and decay tracers (harness/forgetting.py); 0 turns a part off."""
+
+    probes: int = 16  # probe architectures, one per equal-count stratum of ground-truth accuracy (0 = no probes)
+    probe_every: int = 0  # steps between probe measurements; 0 = spread probe_points evenly over the run
+    probe_points: int = 20
+    probe_images: int = 512  # held-out images the probes and tracers are scored on (the first, in stored order)
+    probe_seed: int = 0  # which architecture of each stratum is the probe
+    decay_tracers: int = 10  # decay tracers per run (0 = none)
+    decay_every: int = 0  # steps between tracers; 0 = spread decay_tracers over the steps that can finish every lag
+    decay_lags: list = field(default_factory=lambda: [1, 2, 5, 10, 20, 50, 100])  # steps after training
+
+
+@dataclass
 class GroundTruthSection:
     source: str = ""  # compact CSV table or official NAS-Bench-201-v1_*.pth
     dataset: str = "cifar10-valid"
@@ -100,7 +115,8 @@ class MetricsSection:
 
 SECTIONS: dict[str, type] = {
     "run": RunSection, "data": DataSection, "supernet": SupernetSection, "train": TrainSection,
-    "estimate": EstimateSection, "groundtruth": GroundTruthSection, "metrics": MetricsSection,
+    "estimate": EstimateSection, "forgetting": ForgettingSection, "groundtruth": GroundTruthSection,
+    "metrics": MetricsSection,
 }
 ARCH_SETS = ("all", "unique", "sample", "list", "groundtruth")
 
@@ -112,6 +128,7 @@ class Config:
     supernet: SupernetSection = field(default_factory=SupernetSection)
     train: TrainSection = field(default_factory=TrainSection)
     estimate: EstimateSection = field(default_factory=EstimateSection)
+    forgetting: ForgettingSection = field(default_factory=ForgettingSection)
     groundtruth: GroundTruthSection = field(default_factory=GroundTruthSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
@@ -180,8 +197,16 @@ def _validate(cfg: Config) -> Config:
                          ("train", "batch_size"), ("estimate", "batch_size"), ("train", "log_every")):
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"[{section}] {key} must be >= 1")
-    if cfg.train.epochs <= 0 and cfg.train.max_steps <= 0:
-        raise ConfigError("[train] needs epochs > 0 or max_steps > 0")
+    if cfg.train.epochs <= 0 and cfg.train.max_steps <= 0 and cfg.train.max_paths <= 0:
+        raise ConfigError("[train] needs epochs > 0, max_steps > 0 or max_paths > 0")
+    if cfg.train.max_steps > 0 and cfg.train.max_paths > 0:
+        raise ConfigError("[train] max_steps and max_paths are two budgets; set one of them (the other to 0)")
+    f = cfg.forgetting
+    if min(f.probes, f.probe_every, f.decay_every, f.decay_tracers, f.probe_seed) < 0 or min(f.probe_images, f.probe_points) < 1:
+        raise ConfigError("[forgetting] probes, probe_every, decay_tracers, decay_every, probe_seed must be >= 0; "
+                          "probe_images and probe_points >= 1")
+    if not all(isinstance(lag, int) and not isinstance(lag, bool) and lag >= 1 for lag in f.decay_lags):
+        raise ConfigError(f"[forgetting] decay_lags = {f.decay_lags!r}: expected a list of positive step counts")
     cfg.sampler = _validate_sampler(cfg.sampler)
     return cfg
 

@@ -8,6 +8,8 @@ This is the only place that seeds. A run directory holds::
     supernet.pt        trained supernet weights
     train_log.csv      step, loss, lr, seconds
     progress.csv       with [estimate] track_every > 0: step, progress, kendall_tau, spearman on a probe set
+    probes.csv         [forgetting] probes: step, arch, loss, acc, ground_truth, trained (harness/forgetting.py)
+    decay.csv          [forgetting] decay tracers: trained_step, arch, lag, step, loss, acc, retrained
     estimates.csv      arch, estimate (%), loss, ground_truth (%), nb201_index
     metrics.json       ranking metrics with CIs, timings, environment -- written last: marks the run finished
 
@@ -33,6 +35,7 @@ from . import __version__
 from .config import Config, ConfigError
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
+from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
 from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
 from .metrics import kendall_tau, ranking_report, spearman
@@ -162,11 +165,40 @@ def _tracker(cfg: Config, model: Supernet, data: Data, probe: list[Arch], truth:
     return track
 
 
+def _first_images(batches, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out, have = [], 0
+    for x, y in batches:
+        out.append((x[: n - have], y[: n - have]))
+        have += len(out[-1][1])
+        if have >= n:
+            break
+    return out
+
+
+def _monitor(cfg: Config, model: Supernet, data: Data, archs: list[Arch], truth: np.ndarray,
+             steps: int) -> ForgettingMonitor | None:
+    """The forgetting probes and decay tracers of ``[forgetting]`` (None when both are off)."""
+    f = cfg.forgetting
+    probe_every, decay_every = schedule(f, steps)
+    if not f.probes and not decay_every:
+        return None
+    chosen = choose_probes(archs, truth, min(f.probes, len(archs)), random.Random(f.probe_seed)) if f.probes else []
+    images = _first_images(data.held_out.iter_fixed(), f.probe_images)
+    calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
+
+    def evaluate(todo):
+        return [(r["loss"], r["estimate"]) for r in estimate_archs(model, todo, images, calib, progress=False)]
+
+    return ForgettingMonitor(evaluate, [archs[i] for i in chosen], truth[chosen], probe_every, decay_every,
+                             f.decay_lags, steps)
+
+
 def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: int, progress: bool,
-                    probe: tuple[list[Arch], np.ndarray]) -> dict:
+                    archs: list[Arch], truth: np.ndarray) -> dict:
     sampler_opts = dict(cfg.sampler)
     sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
-    steps = total_steps(cfg.train, len(data.train))
+    steps = total_steps(cfg.train, len(data.train), sampler.paths_per_step)
+    monitor = _monitor(cfg, model, data, archs, truth, steps)
     opt, sched = make_optimizer(model, cfg.train, steps)
     rng, state = random.Random(seed), TrainState()
     ckpt = out / "checkpoint.pt"
@@ -177,6 +209,8 @@ def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: i
         sched.load_state_dict(saved["scheduler"])
         sampler.load_state_dict(saved["sampler"])
         rng.setstate(saved["rng"])
+        if monitor is not None:
+            monitor.load_state_dict(saved["monitor"])
         data.train.generator.set_state(saved["generator"].to(data.train.generator.get_state().device))
         state = TrainState(**saved["state"])
         print(f"resuming training at step {state.step}/{steps}", file=sys.stderr)
@@ -184,19 +218,36 @@ def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: i
     def checkpoint(st: TrainState) -> None:
         save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng.getstate(),
-                          "generator": data.train.generator.get_state(), "state": vars(st)})
+                          "generator": data.train.generator.get_state(), "state": vars(st),
+                          "monitor": monitor.state_dict() if monitor is not None else None})
 
-    track = _tracker(cfg, model, data, *probe, steps) if cfg.estimate.track_every > 0 else None
+    k = min(cfg.estimate.track_archs, len(archs))
+    track = _tracker(cfg, model, data, archs[:k], truth[:k], steps) if cfg.estimate.track_every > 0 else None
     state = train(model, sampler, data.train.batches(), cfg.train, steps, rng, opt, sched, state,
-                  checkpoint=checkpoint, progress=progress, track=track, track_every=cfg.estimate.track_every)
+                  checkpoint=checkpoint, progress=progress, track=track, track_every=cfg.estimate.track_every,
+                  monitor=monitor)
     write_csv(out / "train_log.csv", pd.DataFrame(state.log))
     if state.progress:
         write_csv(out / "progress.csv", pd.DataFrame(state.progress))
-    save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(),
-                                     "train_seconds": state.seconds, "steps": steps})
-    ckpt.unlink(missing_ok=True)
-    return {"steps": steps, "seconds": state.seconds, "steps_per_second": steps / max(state.seconds, 1e-9),
+    if monitor is not None:
+        for name, frame in zip(("probes.csv", "decay.csv"), monitor.frames()):
+            write_csv(out / name, frame)
+    info = {"steps": steps, "paths": state.paths, "paths_per_step": sampler.paths_per_step, "seconds": state.seconds,
+            "steps_per_second": steps / max(state.seconds, 1e-9),
             "final_loss": state.log[-1]["loss"] if state.log else None, "steps_per_epoch": len(data.train)}
+    save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(), "train": info})
+    ckpt.unlink(missing_ok=True)
+    return info
+
+
+def _forgetting_summary(cfg: Config, out: Path, steps: int) -> dict | None:
+    """The forgetting block of metrics.json, from the run's probes.csv / decay.csv."""
+    if not (out / "probes.csv").exists():
+        return None
+    probes, decay = pd.read_csv(out / "probes.csv"), pd.read_csv(out / "decay.csv")
+    probe_every, decay_every = schedule(cfg.forgetting, steps)
+    return dict(summarise(probes, decay), probe_every=probe_every, decay_every=decay_every,
+                decay_lags=cfg.forgetting.decay_lags, probe_images=cfg.forgetting.probe_images)
 
 
 def _estimate(cfg: Config, out: Path, model: Supernet, data: Data, archs: list[Arch], progress: bool) -> tuple[pd.DataFrame, float]:
@@ -243,10 +294,9 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
     if (out / "supernet.pt").exists():
         saved = torch.load(out / "supernet.pt", map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
-        train_info = {"steps": saved["steps"], "seconds": saved["train_seconds"], "resumed_after_training": True}
+        train_info = dict(saved["train"], resumed_after_training=True)
     else:
-        k = min(cfg.estimate.track_archs, len(archs))
-        train_info = _train_supernet(cfg, out, model, data, seed, progress, (archs[:k], truth[:k]))
+        train_info = _train_supernet(cfg, out, model, data, seed, progress, archs, np.asarray(truth, dtype=float))
     frame, est_seconds = _estimate(cfg, out, model, data, archs, progress)
     frame["ground_truth"] = truth
     frame["nb201_index"] = [gt.nb201_index(a) for a in archs]
@@ -259,6 +309,7 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
                          "metric": query.metric, "epochs": query.epochs, "seeds": query.seeds},
         "estimator": {"name": "inherited-weights accuracy", "bn_policy": model.bn_policy, "sampler": cfg.sampler},
         "train": train_info,
+        "forgetting": _forgetting_summary(cfg, out, train_info["steps"]),
         "estimate": {"n_archs": len(archs), "seconds": est_seconds, "archs_per_second": len(archs) / max(est_seconds, 1e-9),
                      "held_out_images": data.held_out.n},
         "split": data.split_info,

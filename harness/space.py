@@ -182,3 +182,24 @@ def sample_archs(k: int, rng: random.Random, pool: Sequence[Arch] | None = None)
 
 def random_arch(rng: random.Random) -> Arch:
     return Arch(rng.randrange(NUM_OPS) for _ in range(NUM_EDGES))
+
+
+def depth(arch: Arch) -> int:
+    """Parametric ops (1x1/3x3 convolutions) on the input-to-output path that has the most of them.
+
+    Paths run from node 0 to node 3 along edges whose op is not ``none``. A cell with no such path
+    (its output is zero) has depth 0, as does a path of skips and poolings only. Range 0..3.
+    """
+    best: list[int | None] = [0] + [None] * (NUM_NODES - 1)  # most convs on a path from node 0 to node i
+    for e, (src, dst) in enumerate(EDGES):  # edges are in topological order of their destination
+        op = arch[e]
+        if op == _OP_INDEX["none"] or best[src] is None:
+            continue
+        d = best[src] + (op in PARAMETRIC_OPS)
+        best[dst] = d if best[dst] is None else max(best[dst], d)
+    return best[-1] or 0
+
+
+def hamming(a: Sequence[int], b: Sequence[int]) -> int:
+    """Edges on which two architectures use different ops (0..6)."""
+    return sum(x != y for x, y in zip(a, b))

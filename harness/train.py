@@ -10,7 +10,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,21 +19,35 @@ from tqdm.auto import tqdm
 
 from .config import TrainSection
 from .samplers import Sampler
+from .space import Arch
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class Monitor(Protocol):
+    """Measures the model during training (e.g. forgetting probes); its time is not training time."""
+
+    def after_step(self, step: int, archs: list[Arch]) -> bool:
+        """Called after every step with the architectures it trained; returns whether it used the model
+        (the loop then restores training mode)."""
+
+
 @dataclass
 class TrainState:
     step: int = 0
+    paths: int = 0  # forward/backward passes so far (a FairNAS step trains 5)
     log: list[dict] = field(default_factory=list)  # one row per log interval
     progress: list[dict] = field(default_factory=list)  # rows from the ``track`` callback
     seconds: float = 0.0
 
 
-def total_steps(cfg: TrainSection, steps_per_epoch: int) -> int:
+def total_steps(cfg: TrainSection, steps_per_epoch: int, paths_per_step: int = 1) -> int:
+    """Optimizer steps of a run: ``max_paths`` / the strategy's paths per step (equal compute), else
+    ``max_steps``, else ``epochs`` of the training split."""
+    if cfg.max_paths > 0:
+        return max(1, cfg.max_paths // paths_per_step)
     return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
 
 
@@ -46,8 +60,9 @@ def make_optimizer(model: nn.Module, cfg: TrainSection, steps: int):
 
 
 def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Tensor, step: int,
-               rng: random.Random, opt: torch.optim.Optimizer, grad_clip: float) -> torch.Tensor:
-    """One optimizer step over the sampler's plan; returns the weighted loss (a device scalar)."""
+               rng: random.Random, opt: torch.optim.Optimizer, grad_clip: float) -> tuple[torch.Tensor, list[Arch]]:
+    """One optimizer step over the sampler's plan; returns the weighted loss (a device scalar) and the
+    architectures trained (the plan's order: the strategy's current architecture first)."""
     opt.zero_grad(set_to_none=True)
     plan = sampler.plan(step, rng)
     losses = []
@@ -58,14 +73,16 @@ def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Ten
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    sampler.observe(step, [a for a, _ in plan], losses)
-    return sum(w * loss for (_, w), loss in zip(plan, losses))
+    archs = [a for a, _ in plan]
+    sampler.observe(step, archs, losses)
+    return sum(w * loss for (_, w), loss in zip(plan, losses)), archs
 
 
 def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSection, steps: int,
           rng: random.Random, opt, sched, state: TrainState,
           checkpoint: Callable[[TrainState], None] | None = None, progress: bool = True,
-          track: Callable[[int], dict] | None = None, track_every: int = 0) -> TrainState:
+          track: Callable[[int], dict] | None = None, track_every: int = 0,
+          monitor: Monitor | None = None) -> TrainState:
     """Train from ``state.step`` to ``steps``; calls ``checkpoint(state)`` every ``checkpoint_every`` steps.
 
     With ``track``, ``track(step)`` is called every ``track_every`` steps and at the end; its row is kept in
@@ -80,11 +97,18 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
     bar = tqdm(total=steps, initial=state.step, desc="train", unit="step", disable=not progress, leave=False)
     while state.step < steps:
         x, y = next(batches)
-        running += train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
+        loss_t, archs = train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
+        running += loss_t
         sched.step()
         state.step += 1
+        state.paths += len(archs)
         since += 1
         bar.update(1)
+        if monitor is not None:
+            paused = time.perf_counter()
+            if monitor.after_step(state.step, archs):
+                model.train()
+            start += time.perf_counter() - paused
         due_log = state.step % cfg.log_every == 0 or state.step == steps
         due_ckpt = checkpoint is not None and cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 \
             and state.step < steps
@@ -98,7 +122,7 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
                     f"training loss became {loss} between steps {state.step - since} and {state.step}; "
                     "the last checkpoint in the run directory is intact (lower [train] lr or raise grad_clip)")
         if due_log:
-            state.log.append({"step": state.step, "loss": loss, "lr": sched.get_last_lr()[0],
+            state.log.append({"step": state.step, "paths": state.paths, "loss": loss, "lr": sched.get_last_lr()[0],
                               "seconds": round(state.seconds + time.perf_counter() - start, 3)})
             bar.set_postfix(loss=f"{loss:.3f}")
             running.zero_()

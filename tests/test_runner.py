@@ -34,8 +34,8 @@ def config(tmp_path, image_folder):
 def test_run_writes_a_complete_run_directory(tmp_path, config):
     out = tmp_path / "run"
     metrics = run_experiment(config, out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "estimates.csv", "metrics.json", "split.json",
-                                                    "supernet.pt", "train_log.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "decay.csv", "estimates.csv", "metrics.json",
+                                                    "probes.csv", "split.json", "supernet.pt", "train_log.csv"]
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["ranking"]["n_archs"] == 6
     for key in ("kendall_tau", "spearman", "pearson", "precision_top1pct", "precision_top5pct", "precision_top10pct",
@@ -66,8 +66,7 @@ def test_runs_are_repeatable_on_cpu(tmp_path, config):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monkeypatch, capsys):
-    out = tmp_path / "run"
+def _interrupt_at_step_12_then_resume(config, out, monkeypatch):
     real_step = train_mod.train_step
 
     def crash_at_12(model, sampler, x, y, step, *args):
@@ -81,6 +80,11 @@ def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monk
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
     monkeypatch.setattr(train_mod, "train_step", real_step)
     run_experiment(config, out, progress=False)
+
+
+def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _interrupt_at_step_12_then_resume(config, out, monkeypatch)
     assert "resuming training at step 10/20" in capsys.readouterr().err
     log = pd.read_csv(out / "train_log.csv")
     assert log["step"].tolist() == [5, 10, 15, 20]
@@ -89,6 +93,7 @@ def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monk
 
 def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, monkeypatch):
     out = tmp_path / "run"
+    config.forgetting.probes = config.forgetting.decay_tracers = 0  # only estimation calls estimate_archs
     real = runner_mod.estimate_archs
     seen = []
 
@@ -143,3 +148,51 @@ def test_tracking_logs_tau_against_training_progress(tmp_path, config):
     assert progress["step"].tolist() == [10, 20] and progress["progress"].tolist() == [0.5, 1.0]
     assert (progress["n_archs"] == 4).all()
     assert progress["kendall_tau"].dropna().between(-1, 1).all()
+
+
+def test_forgetting_probes_do_not_change_training(tmp_path, config):
+    config.forgetting.probes, config.forgetting.probe_every = 3, 5
+    config.forgetting.decay_every, config.forgetting.decay_lags = 4, [1, 3]
+    metrics = run_experiment(config, tmp_path / "probed", progress=False)
+    config.forgetting.probes, config.forgetting.decay_tracers = 0, 0
+    run_experiment(config, tmp_path / "plain", progress=False)
+    probed, plain = (pd.read_csv(tmp_path / d / "estimates.csv") for d in ("probed", "plain"))
+    pd.testing.assert_frame_equal(probed, plain)  # measuring never perturbs the trajectory
+    assert not (tmp_path / "plain" / "probes.csv").exists()
+    probes = pd.read_csv(tmp_path / "probed" / "probes.csv")
+    assert probes["step"].tolist() == [5] * 3 + [10] * 3 + [15] * 3 + [20] * 3
+    assert probes["acc"].between(0, 100).all() and set(probes["arch"]) <= set(ARCHS)
+    truth = dict(zip(plain["arch"], plain["ground_truth"]))
+    assert (probes["ground_truth"] == probes["arch"].map(truth)).all()
+    decay = pd.read_csv(tmp_path / "probed" / "decay.csv")
+    assert sorted(set(decay["trained_step"])) == [4, 8, 12, 16] and set(decay["lag"]) == {0, 1, 3}
+    f = metrics["forgetting"]
+    assert f["n_probes"] == 3 and len(f["probe_tau"]) == 4 and [d["lag"] for d in f["decay"]] == [1, 3]
+    assert f["mean_forgetting"] is not None
+
+
+def test_resumed_training_keeps_the_forgetting_record(tmp_path, config, monkeypatch):
+    config.forgetting.probes, config.forgetting.probe_every = 3, 5
+    config.forgetting.decay_every, config.forgetting.decay_lags = 4, [1, 3]
+    run_experiment(config, tmp_path / "whole", progress=False)
+    _interrupt_at_step_12_then_resume(config, tmp_path / "cut", monkeypatch)
+    for name in ("probes.csv", "decay.csv", "estimates.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / name), pd.read_csv(tmp_path / "whole" / name))
+
+
+@pytest.mark.parametrize("name", __import__("harness.samplers", fromlist=["SAMPLERS"]).SAMPLERS.names())
+def test_every_strategy_trains_estimates_and_records_forgetting(tmp_path, config, name):
+    config.sampler = {"name": name}
+    config.train.max_steps, config.train.max_paths = 0, 30
+    config.forgetting.probes, config.forgetting.probe_every = 3, 2
+    config.forgetting.decay_every, config.forgetting.decay_lags = 2, [1, 2]
+    metrics = run_experiment(config, tmp_path / name, progress=False)
+    assert metrics["strategy"] == name
+    train = metrics["train"]
+    assert train["steps"] == 30 // train["paths_per_step"] and 0 < train["paths"] <= 30
+    est = pd.read_csv(tmp_path / name / "estimates.csv")
+    assert len(est) == 6 and est["estimate"].between(0, 100).all()
+    probes = pd.read_csv(tmp_path / name / "probes.csv")
+    assert len(probes) == 3 * len(set(probes["step"])) and probes["step"].max() == train["steps"]
+    assert metrics["forgetting"]["n_probes"] == 3
+    assert (tmp_path / name / "decay.csv").exists()

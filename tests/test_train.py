@@ -70,6 +70,32 @@ def test_a_diverged_model_is_never_checkpointed():
 def test_total_steps_from_epochs_or_budget():
     assert total_steps(TrainSection(epochs=2.5, max_steps=0), 10) == 25
     assert total_steps(TrainSection(epochs=2.5, max_steps=7), 10) == 7
+    # a compute budget in paths: FairNAS (5 paths a step) gets a fifth of uniform's steps
+    assert total_steps(TrainSection(max_paths=1000), 10, paths_per_step=1) == 1000
+    assert total_steps(TrainSection(max_paths=1000), 10, paths_per_step=5) == 200
+    assert total_steps(TrainSection(max_paths=3), 10, paths_per_step=11) == 1
+
+
+def test_loop_counts_paths_and_calls_the_monitor_with_each_steps_archs():
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def after_step(self, step, archs):
+            self.calls.append((step, list(archs)))
+            return step % 5 == 0
+
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3)
+    cfg = TrainSection(max_steps=12, lr=0.05, log_every=4, checkpoint_every=0)
+    opt, sched = make_optimizer(model, cfg, 12)
+    rec = Recorder()
+    state = train(model, SAMPLERS.get("fairnas")(), cycle(toy_batches()), cfg, 12, random.Random(0), opt, sched,
+                  TrainState(), progress=False, monitor=rec)
+    assert state.paths == 60 and [r["paths"] for r in state.log] == [20, 40, 60]
+    assert [s for s, _ in rec.calls] == list(range(1, 13))
+    assert all(len(a) == 5 for _, a in rec.calls)
+    assert model.training  # restored after a monitor that used the model
 
 
 def test_evaluate_counts_correct_predictions():

@@ -17,15 +17,36 @@ import random
 from typing import Sequence
 
 from ..registry import Registry
-from ..space import Arch
+from ..space import NUM_EDGES, NUM_OPS, Arch
 
 SAMPLERS: Registry[type["Sampler"]] = Registry("sampler")
 
 
+def check_allowed(allowed: Sequence[Sequence[int]] | None) -> list[list[int]]:
+    """``allowed[e]``: the ops that may be drawn on edge ``e`` (the whole space by default; shrinkers narrow it)."""
+    if allowed is None:
+        return [list(range(NUM_OPS)) for _ in range(NUM_EDGES)]
+    out = [sorted(set(int(o) for o in ops)) for ops in allowed]
+    if len(out) != NUM_EDGES or any(not ops for ops in out) or any(not 0 <= o < NUM_OPS for ops in out for o in ops):
+        raise ValueError(f"allowed must list, for each of the {NUM_EDGES} edges, at least one op index in "
+                         f"0..{NUM_OPS - 1}; got {allowed!r}")
+    return out
+
+
+def draw(allowed: Sequence[Sequence[int]], rng: random.Random) -> Arch:
+    """One architecture, each edge's op uniform over its allowed ops."""
+    return Arch(rng.choice(ops) for ops in allowed)
+
+
 class Sampler:
-    """Base class. Subclasses implement :meth:`plan`; the runner passes in the ``rng``."""
+    """Base class. Subclasses implement :meth:`plan`; the runner passes in the ``rng``.
+
+    ``paths_per_step`` is the number of forward/backward passes a step costs once the strategy is warmed
+    up; ``[train] max_paths`` divides by it so strategies can be compared at equal compute.
+    """
 
     name = "base"
+    paths_per_step = 1
 
     def plan(self, step: int, rng: random.Random) -> list[tuple[Arch, float]]:
         raise NotImplementedError
