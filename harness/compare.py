@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import plots
+from . import forgetting, plots
 from .io import atomic_write, write_csv, write_text
 
 try:
@@ -25,6 +25,9 @@ except ModuleNotFoundError:  # Python 3.10
 METRICS = ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")
 ESTIMATE_COLUMNS = ("arch", "estimate", "ground_truth")
 PROGRESS_COLUMNS = ("progress", "kendall_tau")
+PROBE_COLUMNS = ("step", "arch", "acc", "ground_truth", "trained")
+DECAY_COLUMNS = ("trained_step", "arch", "lag", "step", "acc", "retrained")
+FORGETTING = ("mean_forgetting", "final_probe_tau")  # from metrics.json "forgetting"; absent in older runs
 GROUP = ["strategy", "dataset", "query"]
 SPREAD = "mean ± std over seeds"
 
@@ -45,6 +48,9 @@ class RunRecord:
     metrics: dict
     estimates: pd.DataFrame = field(repr=False)
     progress: pd.DataFrame | None = field(default=None, repr=False)
+    probes: pd.DataFrame | None = field(default=None, repr=False)  # probes.csv (forgetting probes)
+    decay: pd.DataFrame | None = field(default=None, repr=False)  # decay.csv (decay tracers)
+    forgetting: dict | None = field(default=None, repr=False)  # metrics.json "forgetting"
     confidence: float = 0.95  # of the bootstrap CIs, from config.toml [metrics]
 
     @property
@@ -116,7 +122,8 @@ def _confidence(run_dir: Path) -> float:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read a finished run directory (metrics.json, estimates.csv, optional progress.csv, config.toml)."""
+    """Read a finished run directory (metrics.json, estimates.csv, config.toml; optional progress.csv,
+    probes.csv and decay.csv)."""
     path = Path(path)
     if not path.is_dir():
         raise CompareError(f"run directory {path} does not exist" if not path.exists()
@@ -133,7 +140,9 @@ def load_run(path: str | Path) -> RunRecord:
         query=str(_field(metrics, "ground_truth.query", where)), metrics=_ranking(metrics, where),
         estimates=_read_csv(path / "estimates.csv", ESTIMATE_COLUMNS),
         progress=_read_csv(path / "progress.csv", PROGRESS_COLUMNS, required=False),
-        confidence=_confidence(path))
+        probes=_read_csv(path / "probes.csv", PROBE_COLUMNS, required=False),
+        decay=_read_csv(path / "decay.csv", DECAY_COLUMNS, required=False),
+        forgetting=metrics.get("forgetting"), confidence=_confidence(path))
 
 
 # ---------------------------------------------------------------- tables
@@ -145,10 +154,16 @@ def _run_names(records: list[RunRecord]) -> list[str]:
     return names
 
 
+def _forgetting_value(record: RunRecord, name: str) -> float:
+    return _nan((record.forgetting or {}).get(name))
+
+
 def runs_table(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run: run, strategy, seed, dataset, query, n_archs, then ``{m}``, ``{m}_ci_low``, ``{m}_ci_high``."""
+    """One row per run: run, strategy, seed, dataset, query, n_archs, then ``{m}``, ``{m}_ci_low``, ``{m}_ci_high``,
+    then ``mean_forgetting`` and ``final_probe_tau`` when some run measured forgetting (NaN for those that did not)."""
     if not records:
         raise CompareError("no runs to compare")
+    with_forgetting = any(r.forgetting for r in records)
     rows = []
     for name, r in zip(_run_names(records), records):
         row = {"run": name, "strategy": r.strategy, "seed": r.seed, "dataset": r.dataset, "query": r.query,
@@ -156,6 +171,8 @@ def runs_table(records: list[RunRecord]) -> pd.DataFrame:
         for m in METRICS:
             entry = r.metrics[m]
             row.update({m: entry["value"], f"{m}_ci_low": entry["ci_low"], f"{m}_ci_high": entry["ci_high"]})
+        if with_forgetting:
+            row.update({m: _forgetting_value(r, m) for m in FORGETTING})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values(GROUP + ["seed", "run"], kind="stable", ignore_index=True)
@@ -174,6 +191,12 @@ def _summarise(group: pd.DataFrame) -> dict:
             mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
             lo, hi = mean - std, mean + std
         row.update({m: mean, f"{m}_lo": float(lo), f"{m}_hi": float(hi), f"{m}_std": std})
+    for m in FORGETTING:  # no CI per run: one run shows its value, several mean ± std
+        if m in group.columns:
+            values = group[m].to_numpy(dtype=float)
+            std = float(np.std(values, ddof=1)) if n > 1 else math.nan
+            mean = float(np.mean(values))
+            row.update({m: mean, f"{m}_lo": mean - std, f"{m}_hi": mean + std, f"{m}_std": std})
     return row
 
 
@@ -247,14 +270,72 @@ def _labels(records: list[RunRecord]) -> list[str]:
     return [f"{lab} ({name})" if dup else lab for lab, name, dup in zip(labels, _run_names(records), clash)]
 
 
+def _by_strategy(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs grouped by (strategy, dataset, query), labelled by strategy (plus dataset when several)."""
+    several = len({(r.dataset, r.query) for r in records}) > 1
+    groups: dict[str, list[RunRecord]] = {}
+    for r in sorted(records, key=lambda r: (r.strategy, r.dataset, r.query, r.seed)):
+        groups.setdefault(r.strategy + (f" ({r.dataset}, {r.query})" if several else ""), []).append(r)
+    return groups
+
+
+def _seeds(runs: list[RunRecord]) -> str:
+    return f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+
+
+def forgetting_tables(records: list[RunRecord]) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per strategy (seeds pooled) the data of the forgetting figures; only runs with probes.csv count.
+
+    ``probe_acc``: step, arch, acc, ground_truth (mean over seeds); ``intervals``: interval, mean_drop,
+    std_drop, n; ``decay``: lag, mean_drop, std_drop, n, retrained_fraction; ``probe_tau``: progress
+    (step / last probe step), kendall_tau and, with several seeds, kendall_tau_lo/hi = mean -+ std.
+    """
+    out: dict[str, dict[str, pd.DataFrame]] = {"probe_acc": {}, "intervals": {}, "decay": {}, "probe_tau": {}}
+    for label, runs in _by_strategy(records).items():
+        runs = [r for r in runs if r.probes is not None]
+        if not runs:
+            continue
+        label += _seeds(runs)
+        probes = [r.probes for r in runs if not r.probes.empty]
+        if probes:
+            pooled = pd.concat(probes)
+            out["probe_acc"][label] = pooled.groupby(["step", "arch"], as_index=False)[["acc", "ground_truth"]].mean()
+            out["intervals"][label] = forgetting.aggregate_drops(
+                pd.concat([forgetting.forgetting_pairs(p) for p in probes]), "interval")
+            taus = []
+            for p in probes:
+                tau = forgetting.probe_tau(p)
+                taus.append(tau.assign(progress=tau["step"] / tau["step"].max()))
+            g = pd.concat(taus).groupby("progress")["kendall_tau"]
+            curve = pd.DataFrame({"kendall_tau": g.mean()})
+            if len(probes) > 1:
+                curve["kendall_tau_lo"] = g.mean() - g.std(ddof=1)
+                curve["kendall_tau_hi"] = g.mean() + g.std(ddof=1)
+            out["probe_tau"][label] = curve.reset_index()
+        decays = [forgetting.decay_drops(r.decay) for r in runs if r.decay is not None and not r.decay.empty]
+        if decays:
+            out["decay"][label] = forgetting.aggregate_drops(pd.concat(decays), "lag")
+    return out
+
+
 def figures(records: list[RunRecord]) -> dict[str, Figure]:
-    """``correlations`` and ``scatter`` always; ``tau_vs_progress`` when some run has progress.csv."""
+    """``correlations`` and ``scatter`` always; ``tau_vs_progress`` when some run has progress.csv;
+    ``forgetting_probe_acc``, ``forgetting_drop`` and ``forgetting_probe_tau`` when some run has probes.csv."""
     labels = _labels(records)
     figs = {"correlations": plots.bar_correlations(strategy_table(records)),
             "scatter": plots.scatter_grid({lab: r.estimates for lab, r in zip(labels, records)})}
     curves = {lab: r.progress for lab, r in zip(labels, records) if r.progress is not None}
     if curves:
         figs["tau_vs_progress"] = plots.tau_vs_progress(curves)
+    tables = forgetting_tables(records)
+    if tables["probe_acc"]:
+        figs["forgetting_probe_acc"] = plots.probe_accuracy_grid(tables["probe_acc"])
+    if tables["intervals"] or tables["decay"]:
+        figs["forgetting_drop"] = plots.forgetting_curves(tables["intervals"], tables["decay"])
+    if tables["probe_tau"]:
+        figs["forgetting_probe_tau"] = plots.tau_vs_progress(
+            tables["probe_tau"], title="Probe ranking during supernet training (mean ± std over seeds)",
+            ylabel="Kendall tau of probes with ground truth")
     return figs
 
 
@@ -271,7 +352,10 @@ def _figure_bytes(fig: Figure, fmt: str) -> bytes:
 def _summary_markdown(records: list[RunRecord]) -> str:
     return ("# Strategy comparison\n\n"
             f"{len(records)} runs. One run per strategy: value with its bootstrap CI over architectures; "
-            f"several seeds: {SPREAD} (std with ddof=1). regret_top1 is in accuracy points.\n\n"
+            f"several seeds: {SPREAD} (std with ddof=1). regret_top1 is in accuracy points. "
+            "mean_forgetting (when measured): mean accuracy drop in points of a forgetting probe between "
+            "consecutive probe points at which it was not trained (positive = forgotten); final_probe_tau: "
+            "Kendall tau of the probes' supernet accuracy with ground truth at the end of training.\n\n"
             "## Per strategy\n\n" + to_markdown(strategy_table(records)) +
             "\n## Per run\n\n" + to_markdown(runs_table(records)))
 

@@ -9,7 +9,10 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .metrics import kendall_tau, top_k_count
@@ -145,8 +148,9 @@ def scatter_grid(runs: dict[str, pd.DataFrame], top_percent: float = 10) -> Figu
     return fig
 
 
-def tau_vs_progress(curves: dict[str, pd.DataFrame]) -> Figure:
-    """Kendall tau on a probe set against training progress, one line per run.
+def tau_vs_progress(curves: dict[str, pd.DataFrame], title: str = "Ranking correlation during supernet training",
+                    ylabel: str = "Kendall tau with ground truth (probe set)") -> Figure:
+    """Kendall tau on a probe set against training progress, one line per run (or per strategy).
 
     ``curves``: label -> frame with ``progress`` (0..1) and ``kendall_tau``; optional
     ``kendall_tau_lo``/``kendall_tau_hi`` are drawn as a shaded band. NaN points leave a gap.
@@ -165,8 +169,81 @@ def tau_vs_progress(curves: dict[str, pd.DataFrame]) -> Figure:
                             linewidth=0)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlim(0, 1.02)  # a little room so the point at progress 1.0 is not cut in half
-    _style(ax, "Ranking correlation during supernet training", "training progress (fraction of steps)",
-           "Kendall tau with ground truth (probe set)")
+    _style(ax, title, "training progress (fraction of steps)", ylabel)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=TICK_PT, loc="best")
+    return fig
+
+
+def probe_accuracy_grid(panels: dict[str, pd.DataFrame], cmap: str = "viridis") -> Figure:
+    """Each probe architecture's accuracy with the shared weights over training steps, one panel per strategy.
+
+    ``panels``: label -> frame with ``step``, ``arch``, ``acc`` (%) and ``ground_truth`` (%), one row per
+    probe and step (seeds already averaged). A probe's line is coloured by its ground-truth accuracy; the
+    black line is the mean over probes. Dips in a line are forgetting; rises without training are transfer.
+    """
+    _require(panels, "the panel dict")
+    for label, frame in panels.items():
+        _require_columns(frame, ["step", "arch", "acc", "ground_truth"], f"probes of {label!r}")
+    truth = np.concatenate([f["ground_truth"].to_numpy(dtype=float) for f in panels.values()])
+    truth = truth[np.isfinite(truth)]
+    norm = Normalize(*(truth.min(), truth.max()) if len(truth) else (0.0, 100.0))
+    colours = colormaps[cmap]
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(4.6 * ncols + 1.2, 3.8 * nrows), layout="constrained")
+    axes = []
+    for i, (label, frame) in enumerate(panels.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        axes.append(ax)
+        for _, rows in frame.sort_values("step").groupby("arch", sort=False):
+            ax.plot(rows["step"], rows["acc"], linewidth=1.0, alpha=0.85,
+                    color=colours(norm(float(rows["ground_truth"].iloc[0]))))
+        mean = frame.groupby("step")["acc"].mean()
+        ax.plot(mean.index, mean.to_numpy(), color="black", linewidth=2.2, label="mean over probes")
+        _style(ax, f"{label} ({frame['arch'].nunique()} probes)", "training step", "probe accuracy (%)")
+        ax.legend(fontsize=TICK_PT, loc="lower right")
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, shrink=0.9)
+    bar.set_label("probe's ground-truth accuracy (%)", fontsize=LABEL_PT)
+    fig.suptitle("Probe architectures during supernet training (shared weights)", fontsize=TITLE_PT)
+    return fig
+
+
+def _drop_panel(ax: Axes, curves: dict[str, pd.DataFrame], by: str) -> None:
+    for label, frame in curves.items():
+        _require_columns(frame, [by, "mean_drop", "std_drop", "n"], f"curve {label!r}")
+        frame = frame.sort_values(by)
+        x, y = frame[by].to_numpy(dtype=float), frame["mean_drop"].to_numpy(dtype=float)
+        sem = frame["std_drop"].to_numpy(dtype=float) / np.sqrt(np.maximum(frame["n"].to_numpy(dtype=float), 1))
+        (line,) = ax.plot(x, y, marker="o", markersize=4, label=label)
+        ax.fill_between(x, y - np.nan_to_num(sem), y + np.nan_to_num(sem), color=line.get_color(), alpha=0.15,
+                        linewidth=0)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def forgetting_curves(intervals: dict[str, pd.DataFrame], decay: dict[str, pd.DataFrame]) -> Figure:
+    """Forgetting against time, one line per strategy; bands are +- one standard error.
+
+    Left, ``intervals``: label -> frame with ``interval`` (steps), ``mean_drop``, ``std_drop``, ``n``: a probe's
+    accuracy drop over an interval in which it was not trained. Right, ``decay``: label -> frame with ``lag``
+    (steps) and the same columns: an architecture's drop from right after it was trained to ``lag`` steps
+    later. Drops are in accuracy points, positive = forgotten. Either dict may be empty, not both.
+    """
+    if not intervals and not decay:
+        raise ValueError("nothing to plot: no forgetting intervals and no decay curves")
+    fig = Figure(figsize=(12.0, 4.4), layout="constrained")
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    _drop_panel(left, intervals, "interval")
+    _style(left, "Probes: drop while not trained", "interval without training the probe (steps, log)",
+           "accuracy drop (points; + = forgotten)")
+    _drop_panel(right, decay, "lag")
+    _style(right, "Just-trained architecture: decay", "steps after it was trained (log)",
+           "accuracy drop (points; + = forgotten)")
+    for ax in (left, right):
+        ax.grid(True, axis="x", alpha=0.3)
+    handles, labels = (left if intervals else right).get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=TICK_PT, loc="outside right center")
+    fig.suptitle("Multi-model forgetting in the shared weights", fontsize=TITLE_PT)
     return fig

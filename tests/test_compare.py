@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from harness import compare as C
+from harness.forgetting import summarise
 from harness.io import write_csv, write_json, write_text
 from harness.metrics import ranking_report
 from harness.space import Arch
@@ -14,7 +15,7 @@ QUERY = "cifar10valid_valid_200"
 
 
 def make_run(root, name, sampler="uniform", seed=0, noise=5.0, n=60, strategy=None, progress=False,
-             constant=False, dataset="cifar10-valid"):
+             constant=False, dataset="cifar10-valid", forgetting=False):
     """A finished run directory shaped like `nb201-harness run` output, with real metrics of fake estimates."""
     rng = np.random.default_rng(seed + 100 * len(name))
     run = root / name
@@ -29,6 +30,16 @@ def make_run(root, name, sampler="uniform", seed=0, noise=5.0, n=60, strategy=No
                "environment": {"seed": seed, "device": "cpu"}}
     if strategy:
         metrics["strategy"] = strategy
+    if forgetting:  # probes every 10 steps (the same 4 for every seed); probe i is trained before step 20 when even
+        probes = pd.DataFrame([{"step": s, "arch": Arch.from_index(i).to_str(), "loss": 1.0,
+                                "acc": 50 + i - s / 10 + seed, "ground_truth": 60.0 + 5 * i,
+                                "trained": int(s == 20 and i % 2 == 0)}
+                               for s in (10, 20, 30) for i in range(4)])
+        decay = pd.DataFrame([{"trained_step": 5, "arch": archs[0], "lag": lag, "step": 5 + lag, "loss": 1.0,
+                               "acc": 60 - lag, "retrained": 0} for lag in (0, 1, 2)])
+        write_csv(run / "probes.csv", probes)
+        write_csv(run / "decay.csv", decay)
+        metrics["forgetting"] = summarise(probes, decay)
     write_json(run / "metrics.json", metrics)
     tau = metrics["ranking"]["kendall_tau"]["value"]
     write_text(run / "config.toml", f'[run]\nseed = {seed}\n\n[metrics]\nconfidence = 0.95\n\n[sampler]\nname = "{sampler}"\n')
@@ -193,3 +204,36 @@ def test_example_run_loads_when_present():
         pytest.skip("example run absent")
     rec = C.load_run(run)
     assert rec.strategy == "uniform" and rec.metrics["n_archs"] == len(rec.estimates)
+
+
+def test_forgetting_columns_tables_and_figures_from_runs_that_measured_it(tmp_path, records):
+    runs = [C.load_run(make_run(tmp_path, f"nsas-s{s}", "nsas", s, forgetting=True)) for s in (0, 1)]
+    old = records[0]  # a run written before forgetting existed still compares
+    table = C.runs_table(runs + [old])
+    # accuracy falls 1 point per 10 steps: every untrained consecutive pair drops by 1
+    assert table.loc[table["strategy"] == "nsas", "mean_forgetting"].tolist() == pytest.approx([1.0, 1.0])
+    assert math.isnan(table.loc[table["run"] == old.name, "mean_forgetting"].iloc[0])
+    assert "mean_forgetting" not in C.runs_table([old]).columns
+    summary = C.strategy_table(runs)
+    assert summary["mean_forgetting"].iloc[0] == pytest.approx(1.0)
+    assert summary["final_probe_tau"].iloc[0] == pytest.approx(runs[0].forgetting["final_probe_tau"])
+    assert "mean_forgetting" in C.to_markdown(summary)
+
+    tables = C.forgetting_tables(runs + [old])
+    assert list(tables["probe_acc"]) == ["nsas (2 seeds)"]  # seeds pooled, the old run left out
+    acc = tables["probe_acc"]["nsas (2 seeds)"]
+    assert len(acc) == 3 * 4 and acc["acc"].iloc[0] == pytest.approx(50 - 1 + 0.5)  # mean of seeds 0 and 1
+    intervals = tables["intervals"]["nsas (2 seeds)"].set_index("interval")
+    # odd probes: pairs (10,20) (20,30) (10,30); even probes: only (20,30); two seeds each
+    assert intervals.loc[10, "n"] == 2 * (2 * 2 + 2 * 1) and intervals.loc[20, "n"] == 2 * 2
+    assert intervals.loc[20, "mean_drop"] == pytest.approx(2.0)
+    decay = tables["decay"]["nsas (2 seeds)"]
+    assert decay["lag"].tolist() == [1, 2] and decay["mean_drop"].tolist() == pytest.approx([1.0, 2.0])
+    tau = tables["probe_tau"]["nsas (2 seeds)"]
+    assert tau["progress"].tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert tau["kendall_tau"].tolist() == pytest.approx([1.0] * 3)  # probes' order matches ground truth
+    assert {"kendall_tau_lo", "kendall_tau_hi"} <= set(tau.columns)
+
+    figs = C.figures(runs + [old])
+    assert {"forgetting_probe_acc", "forgetting_drop", "forgetting_probe_tau"} <= set(figs)
+    assert not {"forgetting_probe_acc", "forgetting_drop", "forgetting_probe_tau"} & set(C.figures([old]))

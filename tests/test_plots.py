@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import TightLayoutEngine
+from matplotlib.layout_engine import ConstrainedLayoutEngine, TightLayoutEngine
 from matplotlib.text import Text
 
 from harness import plots
@@ -20,10 +20,14 @@ def _render(fig: Figure) -> bytes:
 
 
 def _check_readable(fig: Figure) -> None:
-    """Renders, keeps a tight layout, titles and labels every axes, and no visible text under 10pt."""
+    """Renders, keeps a tight (or constrained) layout, titles and labels every axes (a colour bar: its label),
+    and no visible text under 10pt."""
     assert _render(fig).startswith(b"\x89PNG")
-    assert isinstance(fig.get_layout_engine(), TightLayoutEngine)
+    assert isinstance(fig.get_layout_engine(), (TightLayoutEngine, ConstrainedLayoutEngine))
     for ax in fig.axes:
+        if hasattr(ax, "_colorbar"):
+            assert ax.get_ylabel()
+            continue
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
     assert texts and min(t.get_fontsize() for t in texts) >= 10
@@ -136,3 +140,51 @@ def test_plots_leave_no_pyplot_state():
     plots.scatter_grid({"a": _frame()})
     plots.bar_correlations(_table([["a", 0.1, 0.0, 0.2, 0.1, 0.0, 0.2]]))
     assert plt.get_fignums() == before
+
+
+def _probes(n_probes=4, steps=(10, 20, 30), seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [{"step": s, "arch": f"a{i}", "acc": 30 + 10 * i + rng.normal(0, 2), "ground_truth": 60 + 5 * i}
+            for s in steps for i in range(n_probes)]
+    return pd.DataFrame(rows)
+
+
+def test_probe_accuracy_grid_draws_a_line_per_probe_plus_the_mean_per_panel():
+    fig = plots.probe_accuracy_grid({"uniform": _probes(), "fairnas": _probes(3, seed=1)})
+    panels = [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+    assert [ax.get_title() for ax in panels] == ["uniform (4 probes)", "fairnas (3 probes)"]
+    assert [len(ax.lines) for ax in panels] == [4 + 1, 3 + 1]
+    mean = [line for line in panels[0].lines if line.get_label() == "mean over probes"][0]
+    expected = _probes().groupby("step")["acc"].mean()
+    assert list(mean.get_ydata()) == pytest.approx(list(expected))
+    # probes are coloured by ground truth: the best and the worst probe get different colours
+    colours = {tuple(line.get_color()) for line in panels[0].lines if line is not mean}
+    assert len(colours) == 4
+    assert sum(hasattr(ax, "_colorbar") for ax in fig.axes) == 1
+    _check_readable(fig)
+    with pytest.raises(ValueError, match="ground_truth"):
+        plots.probe_accuracy_grid({"bad": _probes().drop(columns="ground_truth")})
+
+
+def _drops(x, slope) -> pd.DataFrame:
+    x = np.asarray(x, dtype=float)
+    return pd.DataFrame({"interval": x, "lag": x, "mean_drop": slope * np.log(x + 1), "std_drop": 1.0, "n": 4})
+
+
+def test_forgetting_curves_has_an_interval_and_a_decay_panel_with_a_line_per_strategy():
+    intervals = {"uniform": _drops([10, 20, 40], 1.0), "nsas": _drops([10, 20], 0.5)}
+    decay = {"uniform": _drops([1, 2, 5, 10], 0.8)}
+    fig = plots.forgetting_curves(intervals, decay)
+    left, right = fig.axes
+    assert [line.get_label() for line in left.lines if not line.get_label().startswith("_")] == ["uniform", "nsas"]
+    assert list(left.lines[0].get_xdata()) == [10, 20, 40]
+    assert list(right.lines[0].get_ydata()) == pytest.approx(0.8 * np.log([2, 3, 6, 11]))
+    assert left.get_xscale() == right.get_xscale() == "log"
+    assert "forgotten" in left.get_ylabel() and "steps" in right.get_xlabel()
+    _check_readable(fig)
+    # only one kind of data: still a figure; none: an error
+    _check_readable(plots.forgetting_curves({}, decay))
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plots.forgetting_curves({}, {})
+    with pytest.raises(ValueError, match="mean_drop"):
+        plots.forgetting_curves({"bad": pd.DataFrame({"interval": [1]})}, {})
