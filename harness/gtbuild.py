@@ -226,8 +226,9 @@ def _prepare(spec: BuildSpec, out: Path) -> pd.DataFrame:
 
 
 def _jobs(spec: BuildSpec, done: pd.DataFrame) -> list[tuple[str, int]]:
+    """Jobs not yet done, architecture-major: a partial build already holds complete seed pairs."""
     finished = set(zip(done["arch"], done["seed"].astype(int)))
-    return [(a, s) for s in spec.seeds for a in spec.archs if (a, s) not in finished]
+    return [(a, s) for a in spec.archs for s in spec.seeds if (a, s) not in finished]
 
 
 def build(spec: BuildSpec, out: str | Path, workers: int = 1, progress: bool = True) -> pd.DataFrame:
@@ -288,7 +289,7 @@ def results_table(spec: BuildSpec, rows: pd.DataFrame) -> pd.DataFrame:
     wide = rows.pivot_table(index="arch", columns="seed", values=metrics, aggfunc="first")
     table = pd.DataFrame({"arch": spec.archs})
     archs = [Arch.from_str(a) for a in spec.archs]
-    table["nb201_index"] = [a.index for a in archs]
+    # no nb201_index: the official index is an arbitrary order only NB201's own file defines
     table["isomorphism_class"] = [a.canonical() for a in archs]
     for m in metrics:
         per_seed = wide[m].reindex(index=spec.archs, columns=spec.seeds)

@@ -33,6 +33,8 @@ def test_build_writes_the_compact_table(tmp_path):
     assert sorted(seeds) == [0, 1]
     assert np.allclose(gt.query_many(ARCHS, "tiny_valid_1"), (seeds[0] + seeds[1]) / 2)
     assert table["n_seeds_tiny_1"].tolist() == [2, 2, 2]
+    # a built table names no official NB201 index: that order is arbitrary and only NB201's file defines it
+    assert "nb201_index" not in table.columns and gt.nb201_index(ARCHS[0]) is None
     valid = gt.query_many(ARCHS, "tiny_valid_1")
     # the all-'none' cell ignores its input: it can only predict one class (~10% on balanced data),
     # while an all-conv cell learns the digits in one epoch
@@ -60,6 +62,8 @@ def test_interrupted_build_resumes_without_losing_jobs(tmp_path, monkeypatch):
         build(tiny_spec(), out, progress=False)
     partial = pd.read_csv(tmp_path / "gt.partial.csv")
     assert len(partial) == 4 and not out.exists()
+    # architecture-major order: the partial table already holds both seeds of the first two architectures
+    assert calls == [(ARCHS[0], 0), (ARCHS[0], 1), (ARCHS[1], 0), (ARCHS[1], 1)]
     first = partial.set_index(["arch", "seed"])["valid"]
 
     calls.clear()
