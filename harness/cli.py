@@ -51,7 +51,7 @@ def cmd_gt_export(args: argparse.Namespace) -> int:
 EPILOG_GT_BUILD = """examples:
   # the embedded mini-benchmark (data/digitsm/), exactly as committed:
   nb201-harness gt build --data builtin:digitsm --name digitsm --archs sample:200 --seeds 0,1 --epochs 8 \\
-      --C 8 --N 2 --batch-size 64 --no-augment --workers 2 --out data/digitsm/digitsm_gt.csv
+      --C 16 --N 2 --batch-size 64 --no-augment --workers 2 --out data/digitsm/digitsm_gt.csv
   # NB201's own recipe (the defaults) on CIFAR-10 for 500 non-isomorphic architectures, 3 seeds, on a GPU:
   nb201-harness gt build --data cifar10:/data/cifar --name mycifar --archs sample-unique:500 --seeds 777,888,999 \\
       --device cuda --out mycifar_gt.csv
@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
-    paths, table = run_demo(out, args.strategy or None, args.set or [], progress=not args.quiet)
+    paths, table = run_demo(out, args.strategy or None, args.set or [], progress=not args.quiet, workers=args.workers)
     print(f"\nRanking quality on the digitsm mini-benchmark (95% bootstrap CIs over architectures):\n\n{table}")
     print(f"runs in {out}/, table and plots in {out / 'compare'}/ "
           f"({', '.join(p.name for p in paths if p.suffix == '.png')}); {time.perf_counter() - start:.0f} s in all")
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="directory for the runs and the comparison (default runs/demo-TIMESTAMP)")
     demo.add_argument("--strategy", action="append", help="only this strategy (repeatable; default: all registered)")
     demo.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a demo config key")
+    demo.add_argument("--workers", type=int, default=0,
+                      help="strategies trained at once in separate processes (default: one per CPU core)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 

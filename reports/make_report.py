@@ -13,9 +13,11 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import stats
 
-from harness.compare import load_run, strategy_table, to_markdown, write_report
+from harness.compare import load_run, runs_table, strategy_table, to_markdown, write_report
 from harness.groundtruth import GTQuery, TableGroundTruth, load_ground_truth
 from harness.io import write_text
 from harness.metrics import kendall_tau
@@ -26,6 +28,13 @@ MEANING = """\
 - **P@top-5%**: of the ground truth's top 5% architectures, the fraction the estimator also puts in its top 5%.
 - **regret**: accuracy points lost by picking the estimator's top-1 architecture instead of the true best one.
 - Intervals: 95% percentile bootstrap over architectures for one run; mean ± std when a strategy has several seeds.
+"""
+
+FORGETTING_MEANING = """\
+- **mean_forgetting**: mean change in a forgetting probe's accuracy (points, on fixed probe images) between
+  consecutive probe points at which that probe was not trained; positive = forgotten, negative = it improved
+  anyway because the weights it shares were trained on other architectures. **final_probe_tau**: Kendall tau
+  of the probes' accuracies against their ground truth at the end of training.
 """
 
 
@@ -47,20 +56,53 @@ def _noise_floor(metrics: dict) -> str:
             "estimator can show against a single seed, and the noise floor of this benchmark.\n")
 
 
+def _verdict(v: float, lo: float, hi: float) -> str:
+    if v != v:  # NaN
+        return "is undefined (the estimates are constant)"
+    if lo == lo and lo > 0:
+        return "is positive with its whole 95% CI above 0: the ranking is better than random"
+    if hi == hi and hi < 0:
+        return "is negative with its whole 95% CI below 0: the ranking is reversed"
+    return "has a 95% CI that includes 0: not distinguishable from a random ranking"
+
+
+def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarray) -> str:
+    """How a strategy's seeds compare with the reference strategy's seeds (Welch's t-test over seeds)."""
+    diff = float(taus.mean() - ref.mean())
+    if len(taus) < 2 or len(ref) < 2:
+        return f"{diff:+.3f} against `{ref_name}` (one seed: no seed-to-seed spread to judge it by)"
+    p = float(stats.ttest_ind(taus, ref, equal_var=False).pvalue)
+    judged = ("a difference larger than the seed-to-seed spread (p < 0.05)" if p < 0.05
+              else "within the seed-to-seed spread (p >= 0.05): not a demonstrated difference")
+    return f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {p:.2f}: {judged}"
+
+
 def _reading(records) -> str:
+    """One line per strategy: the tau (with its CI or seed spread), then its standing against `uniform`,
+    then what its forgetting probes measured."""
+    runs = runs_table(records)
+    groups = {s: g for s, g in runs.groupby("strategy", sort=True)}
+    ref_name = "uniform" if "uniform" in groups else None
     lines = []
-    for r in records:
-        tau = r.metrics["kendall_tau"]
-        lo, hi, v = tau.get("ci_low"), tau.get("ci_high"), tau["value"]
-        if v != v:  # NaN
-            verdict = "is undefined (the estimates are constant)"
-        elif lo == lo and lo > 0:
-            verdict = "is positive with its whole 95% CI above 0: the ranking is better than random"
-        elif hi == hi and hi < 0:
-            verdict = "is negative with its whole 95% CI below 0: the ranking is reversed"
+    for name, g in groups.items():
+        taus = g["kendall_tau"].to_numpy(dtype=float)
+        if len(g) == 1:
+            row = g.iloc[0]
+            text = (f"- `{name}` (seed {row['seed']}): Kendall tau {taus[0]:.3f} "
+                    f"{_verdict(taus[0], row['kendall_tau_ci_low'], row['kendall_tau_ci_high'])}")
         else:
-            verdict = "has a 95% CI that includes 0: not distinguishable from a random ranking"
-        lines.append(f"- `{r.strategy}` (seed {r.seed}): Kendall tau {v:.3f} {verdict}.")
+            above = int((g["kendall_tau_ci_low"] > 0).sum())
+            text = (f"- `{name}` ({len(g)} seeds): Kendall tau {taus.mean():.3f} ± {taus.std(ddof=1):.3f} "
+                    f"(mean ± std over seeds; {above} of {len(g)} runs have their whole 95% CI above 0)")
+        if ref_name and name != ref_name:
+            text += "; " + _against_reference(name, taus, ref_name, groups[ref_name]["kendall_tau"].to_numpy(float))
+        if "mean_forgetting" in g.columns and g["mean_forgetting"].notna().any():
+            f = g["mean_forgetting"].to_numpy(dtype=float)
+            sign = ("probes lost accuracy between probe points where they were not trained" if f.mean() > 0 else
+                    "probes gained accuracy between probe points where they were not trained: training the "
+                    "shared weights on other architectures helped them more than it hurt")
+            text += f"; mean forgetting {f.mean():+.2f} points ({sign})"
+        lines.append(text + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -68,7 +110,8 @@ def _details(run_dir: Path) -> str:
     m = json.loads((run_dir / "metrics.json").read_text())
     t, e, s, env = m["train"], m["estimate"], m["supernet"], m["environment"]
     return (f"- `{run_dir.name}`: supernet C={s['C']}, N={s['N']} ({s['parameters']:,} parameters, BN `{s['bn_policy']}`); "
-            f"{t['steps']} training steps in {t['seconds']:.1f} s; {e['n_archs']} architectures estimated on "
+            f"{t['steps']} training steps ({t.get('paths', t['steps'])} forward/backward passes) in {t['seconds']:.1f} s; "
+            f"{e['n_archs']} architectures estimated on "
             f"{e['held_out_images']} held-out images in {e['seconds']:.1f} s; torch {env['torch']} on {env['device']}, "
             f"git {env['git_revision']}\n")
 
@@ -76,7 +119,8 @@ def _details(run_dir: Path) -> str:
 def render(records, run_dirs, args) -> str:
     first = json.loads((run_dirs[0] / "metrics.json").read_text())
     gt = first["ground_truth"]
-    plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress")
+    plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress", "forgetting_probe_acc",
+                                                                 "forgetting_drop", "forgetting_probe_tau")
                     if (Path(args.out) / f"{name}.png").exists())
     return f"""# {args.title}
 
@@ -93,7 +137,7 @@ Per-run tables: [summary.md](summary.md), [compare.csv](compare.csv).
 
 ## What the numbers mean
 
-{MEANING}
+{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}
 {_reading(records)}{_noise_floor(first)}
 ## Plots
 

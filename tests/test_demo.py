@@ -7,8 +7,9 @@ import pytest
 from harness.cli import main
 from harness.samplers import SAMPLERS
 
-TINY = ["train.max_steps=40", "estimate.track_every=20", "estimate.track_archs=12", "metrics.bootstrap=50",
-        "estimate.recalib_batches=1", "train.checkpoint_every=20"]
+TINY = ["train.max_paths=40", "estimate.track_every=20", "estimate.track_archs=12", "metrics.bootstrap=50",
+        "estimate.recalib_batches=1", "train.checkpoint_every=20", "forgetting.probe_images=128",
+        "forgetting.decay_lags=[1, 2]"]
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,24 @@ def test_demo_runs_every_strategy_and_writes_the_comparison(demo_dir, capsys):
         assert metrics["strategy"] == name
         assert metrics["ground_truth"]["query"] == "digitsm_valid_8"
         assert metrics["ranking"]["n_archs"] == 200
+        # every strategy gets a budget of 40 forward/backward passes: 40 // (its paths per step) steps, so
+        # FairNAS (5 per step) takes 8; NSAS (11 once its archive is full) takes 3, still filling its archive
+        train = pd.read_csv(demo_dir / name / "train_log.csv")
+        per_step = SAMPLERS.get(name)().paths_per_step
+        assert train["step"].iloc[-1] == metrics["train"]["steps"] == 40 // per_step
+        assert train["paths"].iloc[-1] == metrics["train"]["paths"] <= 40
+        if name in ("uniform", "fairnas", "novelty"):  # constant paths per step: the whole budget
+            assert train["paths"].iloc[-1] == 40
         progress = pd.read_csv(demo_dir / name / "progress.csv")
-        assert progress["step"].tolist() == [20, 40] and progress["progress"].tolist() == [0.5, 1.0]
-        assert (progress["n_archs"] == 12).all()
+        assert progress["progress"].iloc[-1] == 1.0 and (progress["n_archs"] == 12).all()
+        probes = pd.read_csv(demo_dir / name / "probes.csv")
+        assert probes["arch"].nunique() == 16 and probes["step"].max() == train["step"].iloc[-1]
+        assert metrics["forgetting"]["n_probes"] == 16
+    progress = pd.read_csv(demo_dir / "uniform" / "progress.csv")
+    assert progress["step"].tolist() == [20, 40] and progress["progress"].tolist() == [0.5, 1.0]
     compare = demo_dir / "compare"
-    for f in ("compare.csv", "summary.csv", "summary.md", "correlations.png", "scatter.svg", "tau_vs_progress.png"):
+    for f in ("compare.csv", "summary.csv", "summary.md", "correlations.png", "scatter.svg", "tau_vs_progress.png",
+              "forgetting_probe_acc.png", "forgetting_drop.svg", "forgetting_probe_tau.png"):
         assert (compare / f).stat().st_size > 0
     summary = pd.read_csv(compare / "summary.csv")
     assert sorted(summary["strategy"]) == SAMPLERS.names()
@@ -72,3 +86,38 @@ def test_check_cli_passes_then_fails_when_a_metric_drops(demo_dir, tmp_path, cap
     data["ground_truth_query"] = "cifar10valid_valid_200"
     baseline.write_text(json.dumps(data))
     assert main(["check", str(run), "--baseline", str(baseline)]) == 2
+
+
+def _load_make_report():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "reports" / "make_report.py"
+    spec = importlib.util.spec_from_file_location("make_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_reading_compares_strategies_with_uniform_over_seeds(demo_dir):
+    from harness.compare import load_run
+    make_report = _load_make_report()
+    runs = [load_run(demo_dir / n) for n in ("uniform", "fairnas")]
+    # one seed each: the tau verdict per run, and no t-test without a seed spread
+    text = make_report._reading(runs)
+    assert "`uniform` (seed 0): Kendall tau" in text and "one seed: no seed-to-seed spread" in text
+    assert "mean forgetting" in text
+    # three seeds each, fairnas clearly above uniform: Welch's t-test calls it a difference
+    seeded = []
+    for name, taus in (("uniform", [0.10, 0.12, 0.11]), ("fairnas", [0.50, 0.52, 0.51])):
+        for seed, tau in enumerate(taus):
+            r = load_run(demo_dir / name)
+            r.seed = seed
+            r.metrics["kendall_tau"] = {**r.metrics["kendall_tau"], "value": tau}
+            seeded.append(r)
+    text = make_report._reading(seeded)
+    assert "`fairnas` (3 seeds): Kendall tau 0.510 ± 0.010" in text
+    assert "+0.400 against `uniform`" in text and "larger than the seed-to-seed spread" in text
+    # overlapping seeds: within noise
+    for r, tau in zip(seeded[3:], [0.05, 0.20, 0.11]):
+        r.metrics["kendall_tau"]["value"] = tau
+    assert "within the seed-to-seed spread" in make_report._reading(seeded)
