@@ -92,3 +92,37 @@ def test_estimation_batch(benchmark, setup):
     eval_batches = list(batches.iter_fixed(4))
     benchmark.extra_info.update(_device_info(), images_per_call=sum(len(y) for _, y in eval_batches))
     benchmark.pedantic(lambda: evaluate_arch(model, arch, eval_batches).cpu(), rounds=30, warmup_rounds=3)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_strategy_step_cost(benchmark, setup, name):
+    """One training step of each strategy, and its cost relative to ``uniform`` timed in this process.
+
+    Strategies with archives are warmed up first (``paths_per_step`` reached), so the figure is the
+    steady-state cost: FairNAS trains 5 paths a step, NSAS 1 + M.
+    """
+    model, opt, batches, *_ = setup
+    it = batches.batches()
+
+    def stepper(strategy):
+        sampler, rng = SAMPLERS.get(strategy)(), random.Random(0)
+        state = {"step": 0}
+
+        def step():
+            x, y = next(it)
+            train_step(model, sampler, x, y, state["step"], rng, opt, 5.0)
+            state["step"] += 1
+
+        for _ in range(12):  # fill archives (M = 10)
+            step()
+        return step, sampler
+
+    model.train()
+    uniform, _ = stepper("uniform")
+    ours, sampler = stepper(name)
+    n = 2 if benchmark.disabled else 20  # --benchmark-disable (the test suite): only check that it runs
+    t_uniform, t_ours = _time(uniform, n), _time(ours, n)
+    benchmark.extra_info.update(_device_info(), strategy=name, paths_per_step=sampler.paths_per_step,
+                                uniform_step_s=t_uniform, step_s=t_ours, relative_to_uniform=t_ours / t_uniform,
+                                relative_per_path=t_ours / t_uniform / sampler.paths_per_step)
+    benchmark.pedantic(lambda: (ours(), _sync()), rounds=20, warmup_rounds=2)
