@@ -77,6 +77,34 @@ def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarr
     return f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {p:.2f}: {judged}"
 
 
+def _summary(records) -> str:
+    """The plain-language paragraph: best strategy, which differences from `uniform` exceed the seed spread,
+    and whether the ranking signal is strong enough at this budget to separate strategies at all."""
+    runs = runs_table(records)
+    groups = {s: g["kendall_tau"].to_numpy(dtype=float) for s, g in runs.groupby("strategy", sort=True)}
+    if len(groups) < 2:
+        return ""
+    means = {s: float(t.mean()) for s, t in groups.items()}
+    best = max(means, key=means.get)
+    text = [f"**In short.** The highest mean Kendall tau is `{best}`'s, {means[best]:.3f}"]
+    if "uniform" in groups and all(len(t) >= 2 for t in groups.values()):
+        ref = groups["uniform"]
+        differ = [s for s, t in groups.items()
+                  if s != "uniform" and stats.ttest_ind(t, ref, equal_var=False).pvalue < 0.05]
+        if differ:
+            text.append(f"; {', '.join(f'`{s}`' for s in differ)} differ from `uniform` ({means['uniform']:.3f}) by more "
+                        "than the seed-to-seed spread (Welch's t-test over seeds, p < 0.05), the others do not")
+        else:
+            text.append(f"; no strategy differs from `uniform` ({means['uniform']:.3f}) by more than the seed-to-seed "
+                        "spread (Welch's t-test over seeds, p < 0.05 for none), so this run does not show that any "
+                        "strategy ranks better or worse than uniform sampling")
+    if means[best] < 0.3:
+        text.append(f". Every strategy's ranking is weak here (mean tau at most {means[best]:.2f}): at this budget the "
+                    "supernet's inherited-weight accuracies carry little of the ground truth's order, so small "
+                    "differences between strategies are mostly noise; a larger budget or scale is needed to separate them")
+    return "".join(text) + ".\n\n"
+
+
 def _reading(records) -> str:
     """One line per strategy: the tau (with its CI or seed spread), then its standing against `uniform`,
     then what its forgetting probes measured."""
@@ -138,7 +166,7 @@ Per-run tables: [summary.md](summary.md), [compare.csv](compare.csv).
 ## What the numbers mean
 
 {MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}
-{_reading(records)}{_noise_floor(first)}
+{_summary(records)}{_reading(records)}{_noise_floor(first)}
 ## Plots
 
 {plots}## Runs

@@ -117,7 +117,12 @@ def test_report_reading_compares_strategies_with_uniform_over_seeds(demo_dir):
     text = make_report._reading(seeded)
     assert "`fairnas` (3 seeds): Kendall tau 0.510 ± 0.010" in text
     assert "+0.400 against `uniform`" in text and "larger than the seed-to-seed spread" in text
+    summary = make_report._summary(seeded)
+    assert "`fairnas`'s, 0.510" in summary and "`fairnas` differ from `uniform`" in summary
+    assert "weak" not in summary
     # overlapping seeds: within noise
     for r, tau in zip(seeded[3:], [0.05, 0.20, 0.11]):
         r.metrics["kendall_tau"]["value"] = tau
     assert "within the seed-to-seed spread" in make_report._reading(seeded)
+    summary = make_report._summary(seeded)
+    assert "no strategy differs from `uniform`" in summary and "ranking is weak here" in summary
