@@ -99,6 +99,31 @@ class ForgettingSection:
 
 
 @dataclass
+class ShrinkSection:
+    """Search-space shrinking (harness/shrinkers, harness/phases.py); times are in epochs of the training split."""
+
+    rule: str = "none"  # none | angle | accuracy | magnitude
+    warmup_epochs: float = 50.0  # training on the whole space before the first round
+    shrink_every: float = 25.0  # epochs between rounds
+    mode: str = "per_edge"  # per_edge: each edge loses its `drop` lowest-scored ops a round; global: the `drop` lowest overall
+    drop: int = 1
+    min_ops: int = 2  # stop once every edge is down to this many ops (>= 1: an edge is never emptied)
+    target_size: int = 0  # > 0: also stop once the space holds at most this many architectures
+    score_images: int = 500  # held-out images (the first, in stored order) the accuracy rule scores child models on
+    estimate_space: int = 1000  # after training also estimate up to this many non-isomorphic architectures of the final space
+    options: dict = field(default_factory=dict)  # the rule's own keys ([shrink.options]), e.g. samples
+
+
+@dataclass
+class SplitSection:
+    """Reduced weight sharing: few-shot sub-supernets (harness/fewshot.py)."""
+
+    edges: list = field(default_factory=list)  # edge indices 0..5 = 0->1, 0->2, 1->2, 0->3, 1->3, 2->3; [] = no split
+    at_epochs: float = 0.0  # when to split (0 = before training)
+    after_shrink: bool = False  # split right after the last shrink round instead
+
+
+@dataclass
 class GroundTruthSection:
     source: str = ""  # compact CSV table or official NAS-Bench-201-v1_*.pth
     dataset: str = "cifar10-valid"
@@ -115,8 +140,8 @@ class MetricsSection:
 
 SECTIONS: dict[str, type] = {
     "run": RunSection, "data": DataSection, "supernet": SupernetSection, "train": TrainSection,
-    "estimate": EstimateSection, "forgetting": ForgettingSection, "groundtruth": GroundTruthSection,
-    "metrics": MetricsSection,
+    "estimate": EstimateSection, "forgetting": ForgettingSection, "shrink": ShrinkSection, "split": SplitSection,
+    "groundtruth": GroundTruthSection, "metrics": MetricsSection,
 }
 ARCH_SETS = ("all", "unique", "sample", "list", "groundtruth")
 
@@ -129,6 +154,8 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
     estimate: EstimateSection = field(default_factory=EstimateSection)
     forgetting: ForgettingSection = field(default_factory=ForgettingSection)
+    shrink: ShrinkSection = field(default_factory=ShrinkSection)
+    split: SplitSection = field(default_factory=SplitSection)
     groundtruth: GroundTruthSection = field(default_factory=GroundTruthSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
@@ -184,6 +211,46 @@ def _validate_sampler(options: dict) -> dict:
     return {"name": name, **options}
 
 
+def _check_options(what: str, cls: type, options: dict) -> None:
+    """Keyword options of a plugin, checked against its constructor (values are checked by constructing it)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    valid = {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    for key in options:
+        if key not in valid:
+            raise _unknown(f"key in {what}", key, valid or {"(none)"})
+    try:
+        cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _validate_shrink(sh: ShrinkSection, split: SplitSection) -> None:
+    from .shrinkers import SHRINKERS
+    from .shrinkers.base import SHRINK_MODES
+
+    try:
+        cls = SHRINKERS.get(sh.rule)
+    except KeyError as exc:
+        raise ConfigError(f"[shrink] rule: {exc.args[0]}") from None
+    _check_options(f"[shrink.options] for rule {sh.rule!r}", cls, sh.options)
+    if sh.mode not in SHRINK_MODES:
+        raise ConfigError(f"[shrink] mode = {sh.mode!r}; valid: {', '.join(SHRINK_MODES)}")
+    if sh.drop < 1 or not 1 <= sh.min_ops <= 5 or sh.target_size < 0 or sh.estimate_space < 0 or sh.score_images < 1:
+        raise ConfigError("[shrink] needs drop >= 1, min_ops in 1..5 (an edge keeps at least one op), "
+                          "target_size >= 0, estimate_space >= 0 and score_images >= 1")
+    if sh.warmup_epochs < 0 or sh.shrink_every <= 0:
+        raise ConfigError("[shrink] needs warmup_epochs >= 0 and shrink_every > 0")
+    edges = split.edges
+    if len(set(edges)) != len(edges) or not all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= 5
+                                                for e in edges):
+        raise ConfigError(f"[split] edges = {edges!r}: expected distinct edge indices 0..5 "
+                          "(0->1, 0->2, 1->2, 0->3, 1->3, 2->3)")
+    if split.at_epochs < 0:
+        raise ConfigError("[split] at_epochs must be >= 0")
+    if split.after_shrink and (sh.rule == "none" or not edges):
+        raise ConfigError("[split] after_shrink needs [shrink] rule other than 'none' and [split] edges")
+
+
 def _validate(cfg: Config) -> Config:
     from .supernet import BN_POLICIES
 
@@ -207,6 +274,7 @@ def _validate(cfg: Config) -> Config:
                           "probe_images and probe_points >= 1")
     if not all(isinstance(lag, int) and not isinstance(lag, bool) and lag >= 1 for lag in f.decay_lags):
         raise ConfigError(f"[forgetting] decay_lags = {f.decay_lags!r}: expected a list of positive step counts")
+    _validate_shrink(cfg.shrink, cfg.split)
     cfg.sampler = _validate_sampler(cfg.sampler)
     return cfg
 

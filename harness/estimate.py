@@ -22,17 +22,18 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 @torch.no_grad()
 def recalibrate_bn(model: Supernet, arch: Arch, batches: Sequence[Batch]) -> None:
     """Recompute every BN's running statistics for ``arch`` as a cumulative average over ``batches``."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    net = model.owner(arch)  # with few-shot sub-supernets, only the one that runs ``arch``
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average: every batch counts equally
-    model.train()
+    net.train()
     for x, _ in batches:
-        model(x, arch)
+        net(x, arch)
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
-    model.eval()
+    net.eval()
 
 
 @torch.no_grad()

@@ -36,13 +36,17 @@ from .config import Config, ConfigError
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
 from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
+from .fewshot import FewShotSupernet
 from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
 from .metrics import kendall_tau, ranking_report, spearman
+from .phases import Hooks, train_supernet
 from .samplers import SAMPLERS
+from .shrinkers import SHRINKERS, Space
+from .shrinkers.quality import op_score_tau, space_quality
 from .space import Arch, all_archs, parse_arch, sample_archs, unique_archs
 from .supernet import Supernet
-from .train import TrainState, make_optimizer, total_steps, train
+from .train import total_steps
 
 
 class RunDirError(RuntimeError):
@@ -193,39 +197,20 @@ def _monitor(cfg: Config, model: Supernet, data: Data, archs: list[Arch], truth:
                              f.decay_lags, steps)
 
 
-def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: int, progress: bool,
-                    archs: list[Arch], truth: np.ndarray) -> dict:
+def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progress: bool, archs: list[Arch],
+                    truth: np.ndarray, gt_truth) -> tuple[dict, dict]:
+    """Train (or resume) with the shrink rounds and split of ``cfg``; returns the train info and the state the
+    estimation needs (final space, shrink log, split step), also stored in ``supernet.pt``."""
     sampler_opts = dict(cfg.sampler)
     sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
     steps = total_steps(cfg.train, len(data.train), sampler.paths_per_step)
     monitor = _monitor(cfg, model, data, archs, truth, steps)
-    opt, sched = make_optimizer(model, cfg.train, steps)
-    rng, state = random.Random(seed), TrainState()
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, map_location=next(model.parameters()).device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        sampler.load_state_dict(saved["sampler"])
-        rng.setstate(saved["rng"])
-        if monitor is not None:
-            monitor.load_state_dict(saved["monitor"])
-        data.train.generator.set_state(saved["generator"].to(data.train.generator.get_state().device))
-        state = TrainState(**saved["state"])
-        print(f"resuming training at step {state.step}/{steps}", file=sys.stderr)
-
-    def checkpoint(st: TrainState) -> None:
-        save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng.getstate(),
-                          "generator": data.train.generator.get_state(), "state": vars(st),
-                          "monitor": monitor.state_dict() if monitor is not None else None})
-
     k = min(cfg.estimate.track_archs, len(archs))
-    track = _tracker(cfg, model, data, archs[:k], truth[:k], steps) if cfg.estimate.track_every > 0 else None
-    state = train(model, sampler, data.train.batches(), cfg.train, steps, rng, opt, sched, state,
-                  checkpoint=checkpoint, progress=progress, track=track, track_every=cfg.estimate.track_every,
-                  monitor=monitor)
+    hooks = Hooks(monitor=monitor, truth=gt_truth,
+                  track=_tracker(cfg, model, data, archs[:k], truth[:k], steps) if cfg.estimate.track_every > 0 else None,
+                  evaluate=_scorer(cfg, model, data) if SHRINKERS.get(cfg.shrink.rule).needs_evaluation else None)
+    state, shrink = train_supernet(cfg, out, model, sampler, data.train.batches(), data.train.generator, steps,
+                                   len(data.train), seed, hooks, progress)
     write_csv(out / "train_log.csv", pd.DataFrame(state.log))
     if state.progress:
         write_csv(out / "progress.csv", pd.DataFrame(state.progress))
@@ -235,9 +220,17 @@ def _train_supernet(cfg: Config, out: Path, model: Supernet, data: Data, seed: i
     info = {"steps": steps, "paths": state.paths, "paths_per_step": sampler.paths_per_step, "seconds": state.seconds,
             "steps_per_second": steps / max(state.seconds, 1e-9),
             "final_loss": state.log[-1]["loss"] if state.log else None, "steps_per_epoch": len(data.train)}
-    save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(), "train": info})
-    ckpt.unlink(missing_ok=True)
-    return info
+    after = {"shrink": shrink.state_dict(), "split_step": getattr(model, "split_step_", None)}
+    save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(), "train": info, **after})
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return info, after
+
+
+def _scorer(cfg: Config, model, data: Data):
+    """``evaluate(archs) -> [(loss, acc)]`` on the first ``[shrink] score_images`` held-out images."""
+    images = _first_images(data.held_out.iter_fixed(), cfg.shrink.score_images)
+    calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
+    return lambda todo: [(r["loss"], r["estimate"]) for r in estimate_archs(model, todo, images, calib, progress=False)]
 
 
 def _forgetting_summary(cfg: Config, out: Path, steps: int) -> dict | None:
@@ -250,8 +243,9 @@ def _forgetting_summary(cfg: Config, out: Path, steps: int) -> dict | None:
                 decay_lags=cfg.forgetting.decay_lags, probe_images=cfg.forgetting.probe_images)
 
 
-def _estimate(cfg: Config, out: Path, model: Supernet, data: Data, archs: list[Arch], progress: bool) -> tuple[pd.DataFrame, float]:
-    partial = out / "estimates.partial.csv"
+def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], progress: bool,
+              name: str = "estimates") -> tuple[pd.DataFrame, float]:
+    partial = out / f"{name}.partial.csv"
     done = pd.read_csv(partial) if partial.exists() else pd.DataFrame(columns=["arch", "estimate", "loss"])
     finished = set(done["arch"])
     todo = [a for a in archs if a.to_str() not in finished]
@@ -268,6 +262,67 @@ def _estimate(cfg: Config, out: Path, model: Supernet, data: Data, archs: list[A
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(rows).set_index("arch").loc[[a.to_str() for a in archs]].reset_index()
     return frame, seconds
+
+
+def strategy_label(cfg: Config) -> str:
+    """The name a run is compared under: the sampler, plus the shrinking rule and ``few-shot`` when used."""
+    return "+".join([cfg.sampler["name"]] + ([cfg.shrink.rule] if cfg.shrink.rule != "none" else [])
+                    + (["few-shot"] if cfg.split.edges else []))
+
+
+def build_model(cfg: Config, device: torch.device):
+    """The supernet; with ``[split] edges`` wrapped so that it can split into few-shot sub-supernets."""
+    s = cfg.supernet
+    model = Supernet(s.C, s.N, s.num_classes, s.bn_policy, s.bn_affine).to(device)
+    return FewShotSupernet(model, cfg.split.edges) if cfg.split.edges else model
+
+
+def _space_archs(cfg: Config, gt, space: Space) -> list[Arch]:
+    """Non-isomorphic architectures of the final space that the ground truth holds (one per class, the
+    first in base-5 order), at most ``[shrink] estimate_space`` of them (a seeded sample beyond that)."""
+    seen: dict[str, Arch] = {}
+    for arch in sorted(a for a in gt.archs() if a in space):
+        seen.setdefault(arch.canonical(), arch)
+    archs = list(seen.values())
+    if len(archs) > cfg.shrink.estimate_space:
+        archs = sorted(sample_archs(cfg.shrink.estimate_space, random.Random(cfg.estimate.sample_seed), archs))
+    return archs
+
+
+def _shrink_report(cfg: Config, out: Path, model, data: Data, gt, query, after: dict, progress: bool) -> dict | None:
+    """The ``shrink`` block of metrics.json: the final space, its quality against ground truth, the rule's
+    op-score quality per round, and ranking within the space (from ``space_estimates.csv``)."""
+    if cfg.shrink.rule == "none":
+        return None
+    space = Space(after["shrink"]["alive"])
+    known = gt.archs()
+    quality = space_quality(space.mask(), np.asarray(known), gt.query_many(known, query))
+    log = pd.DataFrame(after["shrink"]["log"])
+    taus = [op_score_tau(g["score"].to_numpy(), g["true_importance"].to_numpy()) for _, g in log.groupby("round")]
+    block = {"rule": cfg.shrink.rule, "options": cfg.shrink.options, "mode": cfg.shrink.mode,
+             "rounds": after["shrink"]["done_rounds"], "round_steps": sorted(log["step"].unique().tolist()),
+             "final_space": space.describe(), **quality,
+             "op_score_tau_by_round": taus, "op_score_tau_first_round": taus[0] if taus else None,
+             "ranking_in_space": None, "n_space_estimated": 0}
+    archs = _space_archs(cfg, gt, space) if cfg.shrink.estimate_space > 0 else []
+    if len(archs) >= 2:
+        frame, _ = _estimate(cfg, out, model, data, archs, progress, name="space_estimates")
+        frame["ground_truth"] = gt.query_many(archs, query)
+        write_csv(out / "space_estimates.csv", frame)
+        block["ranking_in_space"] = ranking_report(frame["estimate"].to_numpy(), frame["ground_truth"].to_numpy(),
+                                                   cfg.metrics.bootstrap, cfg.metrics.confidence, cfg.run.seed)
+        block["n_space_estimated"] = len(archs)
+    return block
+
+
+def _load_trained(out: Path, model, device: torch.device) -> tuple[dict, dict]:
+    saved = torch.load(out / "supernet.pt", map_location=device, weights_only=False)
+    if saved.get("split_step") is not None:
+        model.split(saved["split_step"])
+    model.load_state_dict(saved["model"])
+    after = {"shrink": saved.get("shrink", {"alive": Space().alive, "done_rounds": 0, "log": []}),
+             "split_step": saved.get("split_step")}
+    return dict(saved["train"], resumed_after_training=True), after
 
 
 def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
@@ -288,21 +343,23 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
     torch.manual_seed(seed)
     data = build_data(cfg, device, seed)
     write_json(out / "split.json", data.split_info)
-    model = Supernet(cfg.supernet.C, cfg.supernet.N, cfg.supernet.num_classes, cfg.supernet.bn_policy,
-                     cfg.supernet.bn_affine).to(device)
+    model = build_model(cfg, device)
     print(f"supernet: {json.dumps(model.describe())} on {device}" + (" (resuming)" if resuming else ""), file=sys.stderr)
     if (out / "supernet.pt").exists():
-        saved = torch.load(out / "supernet.pt", map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        train_info = dict(saved["train"], resumed_after_training=True)
+        train_info, after = _load_trained(out, model, device)
     else:
-        train_info = _train_supernet(cfg, out, model, data, seed, progress, archs, np.asarray(truth, dtype=float))
+        known = gt.archs() if cfg.shrink.rule != "none" else []
+        gt_truth = (np.asarray(known), gt.query_many(known, query)) if known else None
+        train_info, after = _train_supernet(cfg, out, model, data, seed, progress, archs,
+                                            np.asarray(truth, dtype=float), gt_truth)
     frame, est_seconds = _estimate(cfg, out, model, data, archs, progress)
     frame["ground_truth"] = truth
     frame["nb201_index"] = [gt.nb201_index(a) for a in archs]
+    final = Space(after["shrink"]["alive"])
+    frame["in_space"] = [a in final for a in archs]
     write_csv(out / "estimates.csv", frame)
     metrics = {
-        "strategy": cfg.sampler["name"],
+        "strategy": strategy_label(cfg),
         "ranking": ranking_report(frame["estimate"].to_numpy(), truth, cfg.metrics.bootstrap,
                                   cfg.metrics.confidence, seed),
         "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,
@@ -310,6 +367,8 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
         "estimator": {"name": "inherited-weights accuracy", "bn_policy": model.bn_policy, "sampler": cfg.sampler},
         "train": train_info,
         "forgetting": _forgetting_summary(cfg, out, train_info["steps"]),
+        "shrink": _shrink_report(cfg, out, model, data, gt, query, after, progress),
+        "few_shot": model.describe().get("few_shot"),
         "estimate": {"n_archs": len(archs), "seconds": est_seconds, "archs_per_second": len(archs) / max(est_seconds, 1e-9),
                      "held_out_images": data.held_out.n},
         "split": data.split_info,
@@ -317,5 +376,6 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
         "environment": environment(device, seed),
     }
     write_json(out / "metrics.json", metrics)
-    (out / "estimates.partial.csv").unlink(missing_ok=True)
+    for name in ("estimates", "space_estimates"):
+        (out / f"{name}.partial.csv").unlink(missing_ok=True)
     return metrics

@@ -27,6 +27,7 @@ class SearchCell(nn.Module):
 
     def __init__(self, c: int, affine: bool, track_running_stats: bool):
         super().__init__()
+        self.channels = c
         # edges[e][op]; 'none' holds an Identity placeholder that is never called
         self.edges = nn.ModuleList(
             nn.ModuleList(make_op(name, c, affine, track_running_stats) or nn.Identity() for name in OPS)
@@ -71,6 +72,16 @@ class Supernet(Skeleton):
         for cell in self.cells:
             x = cell(x, arch) if isinstance(cell, SearchCell) else cell(x)
         return self.head(x)
+
+    # One set of shared weights; harness.fewshot.FewShotSupernet has several and routes by architecture.
+    def partition(self, arch: Arch) -> int:
+        return 0
+
+    def owner(self, arch: Arch) -> "Supernet":
+        return self
+
+    def subnets(self) -> list["Supernet"]:
+        return [self]
 
     def op_modules(self, edge: int, op: int) -> list[nn.Module]:
         """The module of (edge, op) in every cell (for op-level metrics and shrinking)."""

@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 
 import harness.runner as runner_mod
-import harness.train as train_mod
 from harness.cli import main
 from harness.config import load_config
 from harness.runner import RunDirError, run_experiment
+
+from .helpers import interrupt_training_at
 
 ARCHS = [  # connected, diverse cells, plus the all-'none' cell whose output ignores the input
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -67,18 +68,7 @@ def test_runs_are_repeatable_on_cpu(tmp_path, config):
 
 
 def _interrupt_at_step_12_then_resume(config, out, monkeypatch):
-    real_step = train_mod.train_step
-
-    def crash_at_12(model, sampler, x, y, step, *args):
-        if step == 12:
-            raise KeyboardInterrupt
-        return real_step(model, sampler, x, y, step, *args)
-
-    monkeypatch.setattr(train_mod, "train_step", crash_at_12)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, out, progress=False)
-    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "train_step", real_step)
+    interrupt_training_at(12, config, out, monkeypatch)
     run_experiment(config, out, progress=False)
 
 

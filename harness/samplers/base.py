@@ -33,6 +33,11 @@ def check_allowed(allowed: Sequence[Sequence[int]] | None) -> list[list[int]]:
     return out
 
 
+def in_space(arch: Arch, allowed: Sequence[Sequence[int]]) -> bool:
+    """Whether every edge of ``arch`` uses one of that edge's allowed ops."""
+    return all(op in ops for op, ops in zip(arch, allowed))
+
+
 def draw(allowed: Sequence[Sequence[int]], rng: random.Random) -> Arch:
     """One architecture, each edge's op uniform over its allowed ops."""
     return Arch(rng.choice(ops) for ops in allowed)
@@ -47,6 +52,16 @@ class Sampler:
 
     name = "base"
     paths_per_step = 1
+    allowed: list[list[int]]
+
+    def restrict(self, allowed: Sequence[Sequence[int]]) -> None:
+        """Narrow the space mid-run (a shrinker removed ops): from now on no plan trains a removed op,
+        so memories that hold removed ops (archives, recent architectures) drop them."""
+        self.allowed = check_allowed(allowed)
+        self._restricted()
+
+    def _restricted(self) -> None:
+        """Hook for strategies with memory: forget what is no longer in ``self.allowed``."""
 
     def plan(self, step: int, rng: random.Random) -> list[tuple[Arch, float]]:
         raise NotImplementedError

@@ -7,7 +7,7 @@ its k smallest distances to the set's members (Lehman & Stanley's sparseness).
 from __future__ import annotations
 
 import random
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -91,6 +91,10 @@ class DiverseArchive:
             return False
         self.members[best_i] = arch
         return True
+
+    def keep(self, predicate: Callable[[Arch], bool]) -> None:
+        """Drop the members for which ``predicate(arch)`` is false (e.g. those a shrinker removed)."""
+        self.members = [a for a in self.members if predicate(a)]
 
     def most_distant(self, refs: Iterable[Arch], rng: random.Random) -> Arch:
         """The member with the largest summed distance to ``refs`` (ties broken by ``rng``)."""

@@ -28,6 +28,9 @@ class FairNASSampler(Sampler):
             raise ValueError(f"path_weight must be > 0, got {path_weight}")
         self.path_weight = float(path_weight)
         self.allowed = check_allowed(allowed)
+        self._restricted()
+
+    def _restricted(self) -> None:
         self.paths_per_step = max(len(ops) for ops in self.allowed)
 
     def group(self, rng: random.Random) -> list[Arch]:

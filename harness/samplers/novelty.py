@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..space import NUM_ARCHS, Arch, all_archs
-from .base import SAMPLERS, Sampler, check_allowed, draw
+from .base import SAMPLERS, Sampler, check_allowed, draw, in_space
 from .diversity import knn_novelty
 
 
@@ -70,8 +70,9 @@ class NoveltySampler(Sampler):
         return knn_novelty(archs, _all_ops()[members], self.k, self.counts_[members])
 
     def propose(self, rng: random.Random) -> list[Arch]:
-        n_mut = round(self.candidates * self.mutation_fraction) if self.history_ else 0
-        recent = list(self.history_)[-self.recent:]
+        # parents must lie in the (possibly shrunk) space: a mutation changes one edge only
+        recent = [a for a in list(self.history_)[-self.recent:] if in_space(a, self.allowed)]
+        n_mut = round(self.candidates * self.mutation_fraction) if recent else 0
         out = [mutate(rng.choice(recent), self.allowed, rng) for _ in range(n_mut)]
         return out + [draw(self.allowed, rng) for _ in range(self.candidates - n_mut)]
 

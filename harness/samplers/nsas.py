@@ -29,7 +29,7 @@ import random
 from typing import Sequence
 
 from ..space import Arch, depth
-from .base import SAMPLERS, Sampler, check_allowed, draw
+from .base import SAMPLERS, Sampler, check_allowed, draw, in_space
 from .diversity import DiverseArchive
 
 
@@ -75,6 +75,10 @@ class NSASSampler(Sampler):
 
     def archive_key(self, arch: Arch) -> int:
         return 0  # one archive for every architecture
+
+    def _restricted(self) -> None:
+        for archive in self.archives_.values():
+            archive.keep(lambda a: in_space(a, self.allowed))
 
     def plan(self, step: int, rng: random.Random) -> list[tuple[Arch, float]]:
         current = draw(self.allowed, rng)
@@ -141,6 +145,9 @@ class NSASLimitedGreedySampler(NSASGreedySampler):
         if not len(self.archive_):
             return super().diverse(current, rand, rng)
         return self.archive_.most_distant((current, rand), rng)
+
+    def _restricted(self) -> None:
+        self.archive_.keep(lambda a: in_space(a, self.allowed))
 
     def observe(self, step: int, archs: Sequence[Arch], losses) -> None:
         if archs:

@@ -1,0 +1,133 @@
+"""Shrinking and few-shot splitting inside real runs: schedule, logging, sampler restriction, resume, metrics."""
+import json
+
+import pandas as pd
+import pytest
+
+import harness.train as train_mod
+from harness.config import ConfigError, load_config
+from harness.runner import run_experiment
+from harness.shrinkers import Space
+from harness.space import Arch, all_archs
+
+from .helpers import interrupt_training_at
+from .test_runner import ARCHS
+
+# 120 images, 60 for training at batch 12: 5 steps per epoch; 20 steps = 4 epochs.
+# warm-up 1 epoch, a round every epoch: rounds at steps 5, 10, 15 take every edge from 5 ops to 2.
+SHRINK = ["shrink.warmup_epochs=1.0", "shrink.shrink_every=1.0", "shrink.min_ops=2", "shrink.score_images=30",
+          "shrink.estimate_space=40"]
+
+
+@pytest.fixture
+def base(tmp_path, image_folder):
+    gt = tmp_path / "gt.csv"
+    known = all_archs()  # the whole space, as NB201's table: every final space has architectures to score
+    pd.DataFrame({"arch": [a.to_str() for a in known],
+                  "cifar10valid_valid_200": [float(i % 37) for i in range(len(known))]}).to_csv(gt, index=False)
+    return [f"data.train_path='{image_folder}'", "data.resolution=8", "supernet.C=4", "supernet.N=1",
+            "train.max_steps=20", "train.batch_size=12", "train.lr=0.1", "train.log_every=5",
+            "train.checkpoint_every=4", "estimate.archs='list'", f"estimate.arch_list={json.dumps(ARCHS)}",
+            "estimate.batch_size=30", "estimate.recalib_batches=1", f"groundtruth.source='{gt}'",
+            "metrics.bootstrap=50", "run.device='cpu'", f"data.cache_dir='{tmp_path / 'cache'}'",
+            "forgetting.probes=4", "forgetting.probe_points=3"]
+
+
+def _record_trained(monkeypatch) -> list[tuple[int, Arch]]:
+    trained = []
+    real = train_mod.train_step
+
+    def spy(model, sampler, x, y, step, *args):
+        loss, archs = real(model, sampler, x, y, step, *args)
+        trained.extend((step, a) for a in archs)
+        return loss, archs
+
+    monkeypatch.setattr(train_mod, "train_step", spy)
+    return trained
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "fairnas"])
+@pytest.mark.parametrize("rule", ["angle", "accuracy", "magnitude"])
+def test_each_rule_shrinks_on_schedule_and_the_sampler_obeys(tmp_path, base, monkeypatch, sampler, rule):
+    cfg = load_config(None, base + SHRINK + [f"shrink.rule='{rule}'", f"sampler.name='{sampler}'",
+                                             "train.max_steps=0", "train.max_paths=100"])
+    trained = _record_trained(monkeypatch)
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    log = pd.read_csv(tmp_path / "run" / "shrink.csv")
+    steps = 100 // (5 if sampler == "fairnas" else 1)
+    assert metrics["strategy"] == f"{sampler}+{rule}"
+    # every round scores every alive (edge, op) and removes one op per edge until 2 are left
+    spe = 5
+    assert sorted(log["step"].unique()) == [spe, 2 * spe, 3 * spe][: len(log["round"].unique())]
+    assert log.groupby("round").size().tolist() == [30, 24, 18]
+    assert log.groupby("round")["removed"].sum().tolist() == [6, 6, 6]
+    assert log["score"].notna().all()
+    space = Space([sorted(set(range(5)) - set(log[log.removed & (log.edge == e)].op)) for e in range(6)])
+    assert all(len(ops) == 2 for ops in space.alive)
+    assert metrics["shrink"]["final_space"] == space.describe() and metrics["shrink"]["space_size"] == 64
+    # after each round, no trained architecture uses an op that round removed
+    for step, arch in trained:
+        gone = log[log.removed & (log.step <= step)]
+        assert not any(arch[e] == o for e, o in zip(gone.edge, gone.op)), (step, arch.to_str())
+    assert metrics["train"]["steps"] == steps
+    est = pd.read_csv(tmp_path / "run" / "estimates.csv")
+    assert est["in_space"].tolist() == [Arch.from_str(a) in space for a in est["arch"]]
+    space_est = pd.read_csv(tmp_path / "run" / "space_estimates.csv")
+    assert len(space_est) == metrics["shrink"]["n_space_estimated"] >= 2
+    assert all(Arch.from_str(a) in space for a in space_est["arch"])
+    assert set(metrics["shrink"]) >= {"top1pct_retained", "top5pct_retained", "space_regret", "ranking_in_space",
+                                      "op_score_tau_by_round", "best_in_space", "best_overall"}
+    assert len(metrics["shrink"]["op_score_tau_by_round"]) == 3
+
+
+def test_global_mode_and_target_size_stop_early(tmp_path, base):
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "shrink.mode='global'", "shrink.drop=4",
+                                             "shrink.min_ops=1", "shrink.target_size=2000"])
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    log = pd.read_csv(tmp_path / "run" / "shrink.csv")
+    removed = log.groupby("round")["removed"].sum().tolist()
+    assert removed[:-1] == [4] * (len(removed) - 1) and 1 <= removed[-1] <= 4
+    last = log[log["round"] == log["round"].max()]
+    size_before_last = 1
+    for _, ops in last.groupby("edge"):
+        size_before_last *= len(ops)
+    assert metrics["shrink"]["space_size"] <= 2000 < size_before_last  # stopped as soon as the target was met
+
+
+def test_interrupted_shrinking_run_resumes_with_its_space_and_log(tmp_path, base, monkeypatch):
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='angle'"])
+    out = tmp_path / "run"
+    interrupt_training_at(13, cfg, out, monkeypatch)
+    before = pd.read_csv(out / "shrink.csv")
+    assert sorted(before["round"].unique()) == [1, 2] and (out / "init_weights.pt").exists()
+    metrics = run_experiment(cfg, out, progress=False)
+    after = pd.read_csv(out / "shrink.csv")
+    pd.testing.assert_frame_equal(after[after["round"] <= 2], before)  # rounds 1-2 kept, not redone
+    assert after.groupby("round").size().tolist() == [30, 24, 18] and metrics["shrink"]["rounds"] == 3
+
+
+def test_few_shot_run_splits_estimates_by_owner_and_resumes_after_the_split(tmp_path, base, monkeypatch):
+    cfg = load_config(None, base + ["split.edges=[3]", "split.at_epochs=2.0"])
+    out = tmp_path / "run"
+    interrupt_training_at(17, cfg, out, monkeypatch)
+    metrics = run_experiment(cfg, out, progress=False)
+    assert metrics["strategy"] == "uniform+few-shot"
+    assert metrics["few_shot"]["sub_supernets"] == 5 and metrics["few_shot"]["split_step"] == 10
+    assert metrics["supernet"]["parameters"] > 4 * metrics["few_shot"]["sub_supernets"] * 1000
+    assert metrics["shrink"] is None and pd.read_csv(out / "estimates.csv")["in_space"].all()
+
+
+def test_split_after_shrinking(tmp_path, base):
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "split.edges=[0]", "split.after_shrink=true"])
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert metrics["strategy"] == "uniform+magnitude+few-shot"
+    assert metrics["few_shot"]["split_step"] == 15  # right after the last round
+
+
+@pytest.mark.parametrize("override, message", [
+    (["shrink.rule='angle'", "shrink.warmup_epochs=10.0"], "no round would run"),
+    (["split.edges=[1]", "split.at_epochs=9.0"], "never be split"),
+])
+def test_schedules_outside_the_run_are_errors(tmp_path, base, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(load_config(None, base + override), tmp_path / "run", progress=False)
