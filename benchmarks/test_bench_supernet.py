@@ -126,3 +126,28 @@ def test_strategy_step_cost(benchmark, setup, name):
                                 uniform_step_s=t_uniform, step_s=t_ours, relative_to_uniform=t_ours / t_uniform,
                                 relative_per_path=t_ours / t_uniform / sampler.paths_per_step)
     benchmark.pedantic(lambda: (ours(), _sync()), rounds=20, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("rule", ["angle", "magnitude"])
+def test_shrink_round_cost(benchmark, setup, rule):
+    """Scoring the whole NB201 space once (a shrink round's work for the weight-based rules), relative to one
+    uniform training step timed in this process. The accuracy rule costs ``samples`` child-model
+    evaluations instead (see test_estimation_batch)."""
+    from harness.shrinkers import SHRINKERS, ScoreContext, Space
+
+    model, opt, batches, *_ = setup
+    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sampler, rng, it = SAMPLERS.get("uniform")(), random.Random(0), batches.batches()
+
+    def step():
+        train_step(model, sampler, *next(it), 0, rng, opt, 5.0)
+
+    def score():
+        SHRINKERS.get(rule)().scores(model, Space(), ScoreContext(random.Random(0), init_state=init))
+
+    model.train()
+    n = 2 if benchmark.disabled else 10
+    t_step, t_score = _time(step, n), _time(score, n)
+    benchmark.extra_info.update(_device_info(), rule=rule, archs_scored=15625, train_step_s=t_step, round_s=t_score,
+                                round_in_train_steps=t_score / t_step)
+    benchmark.pedantic(score, rounds=5, warmup_rounds=1)

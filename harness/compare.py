@@ -27,7 +27,19 @@ ESTIMATE_COLUMNS = ("arch", "estimate", "ground_truth")
 PROGRESS_COLUMNS = ("progress", "kendall_tau")
 PROBE_COLUMNS = ("step", "arch", "acc", "ground_truth", "trained")
 DECAY_COLUMNS = ("trained_step", "arch", "lag", "step", "acc", "retrained")
-FORGETTING = ("mean_forgetting", "final_probe_tau")  # from metrics.json "forgetting"; absent in older runs
+# Columns from metrics.json blocks other than "ranking" (absent in runs that did not measure them, and in older
+# runs): column -> (block, key path). A column appears in the tables when some run has its block.
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mean_forgetting": ("forgetting", ("mean_forgetting",)),
+    "final_probe_tau": ("forgetting", ("final_probe_tau",)),
+    "space_size": ("shrink", ("space_size",)),
+    "top1pct_retained": ("shrink", ("top1pct_retained",)),
+    "top5pct_retained": ("shrink", ("top5pct_retained",)),
+    "space_regret": ("shrink", ("space_regret",)),
+    "op_score_tau": ("shrink", ("op_score_tau_first_round",)),
+    "tau_in_space": ("shrink", ("ranking_in_space", "kendall_tau", "value")),
+}
+SHRINK_LOG_COLUMNS = ("round", "epoch", "edge", "op", "score", "removed")
 GROUP = ["strategy", "dataset", "query"]
 SPREAD = "mean ± std over seeds"
 
@@ -51,6 +63,8 @@ class RunRecord:
     probes: pd.DataFrame | None = field(default=None, repr=False)  # probes.csv (forgetting probes)
     decay: pd.DataFrame | None = field(default=None, repr=False)  # decay.csv (decay tracers)
     forgetting: dict | None = field(default=None, repr=False)  # metrics.json "forgetting"
+    shrink: dict | None = field(default=None, repr=False)  # metrics.json "shrink" (search-space shrinking)
+    shrink_log: pd.DataFrame | None = field(default=None, repr=False)  # shrink.csv
     confidence: float = 0.95  # of the bootstrap CIs, from config.toml [metrics]
 
     @property
@@ -105,8 +119,8 @@ def _read_csv(path: Path, columns, required: bool = True) -> pd.DataFrame | None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise CompareError(f"{path} lacks columns {missing}; it has {list(frame.columns)}")
-    for col in columns:
-        if col != "arch" and not pd.api.types.is_numeric_dtype(frame[col]):
+    for col in columns:  # an empty table (a run too short for any decay tracer) has no dtype to check
+        if col != "arch" and len(frame) and not pd.api.types.is_numeric_dtype(frame[col]):
             raise CompareError(f"{path}: column '{col}' must be numeric")
     return frame
 
@@ -142,7 +156,8 @@ def load_run(path: str | Path) -> RunRecord:
         progress=_read_csv(path / "progress.csv", PROGRESS_COLUMNS, required=False),
         probes=_read_csv(path / "probes.csv", PROBE_COLUMNS, required=False),
         decay=_read_csv(path / "decay.csv", DECAY_COLUMNS, required=False),
-        forgetting=metrics.get("forgetting"), confidence=_confidence(path))
+        forgetting=metrics.get("forgetting"), shrink=metrics.get("shrink"),
+        shrink_log=_read_csv(path / "shrink.csv", SHRINK_LOG_COLUMNS, required=False), confidence=_confidence(path))
 
 
 # ---------------------------------------------------------------- tables
@@ -154,16 +169,24 @@ def _run_names(records: list[RunRecord]) -> list[str]:
     return names
 
 
-def _forgetting_value(record: RunRecord, name: str) -> float:
-    return _nan((record.forgetting or {}).get(name))
+def _extra(record: RunRecord, column: str) -> float:
+    block, path = EXTRAS[column]
+    node = getattr(record, block)
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return _nan(node)
+
+
+def _extra_columns(records: list[RunRecord]) -> list[str]:
+    return [c for c, (block, _) in EXTRAS.items() if any(getattr(r, block) for r in records)]
 
 
 def runs_table(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run: run, strategy, seed, dataset, query, n_archs, then ``{m}``, ``{m}_ci_low``, ``{m}_ci_high``,
-    then ``mean_forgetting`` and ``final_probe_tau`` when some run measured forgetting (NaN for those that did not)."""
+    then the :data:`EXTRAS` columns of the blocks some run has (forgetting, shrinking; NaN for runs without)."""
     if not records:
         raise CompareError("no runs to compare")
-    with_forgetting = any(r.forgetting for r in records)
+    extras = _extra_columns(records)
     rows = []
     for name, r in zip(_run_names(records), records):
         row = {"run": name, "strategy": r.strategy, "seed": r.seed, "dataset": r.dataset, "query": r.query,
@@ -171,8 +194,7 @@ def runs_table(records: list[RunRecord]) -> pd.DataFrame:
         for m in METRICS:
             entry = r.metrics[m]
             row.update({m: entry["value"], f"{m}_ci_low": entry["ci_low"], f"{m}_ci_high": entry["ci_high"]})
-        if with_forgetting:
-            row.update({m: _forgetting_value(r, m) for m in FORGETTING})
+        row.update({c: _extra(r, c) for c in extras})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values(GROUP + ["seed", "run"], kind="stable", ignore_index=True)
@@ -191,7 +213,7 @@ def _summarise(group: pd.DataFrame) -> dict:
             mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
             lo, hi = mean - std, mean + std
         row.update({m: mean, f"{m}_lo": float(lo), f"{m}_hi": float(hi), f"{m}_std": std})
-    for m in FORGETTING:  # no CI per run: one run shows its value, several mean ± std
+    for m in EXTRAS:  # no CI per run: one run shows its value, several mean ± std
         if m in group.columns:
             values = group[m].to_numpy(dtype=float)
             std = float(np.std(values, ddof=1)) if n > 1 else math.nan
@@ -320,7 +342,8 @@ def forgetting_tables(records: list[RunRecord]) -> dict[str, dict[str, pd.DataFr
 
 def figures(records: list[RunRecord]) -> dict[str, Figure]:
     """``correlations`` and ``scatter`` always; ``tau_vs_progress`` when some run has progress.csv;
-    ``forgetting_probe_acc``, ``forgetting_drop`` and ``forgetting_probe_tau`` when some run has probes.csv."""
+    ``forgetting_probe_acc``, ``forgetting_drop`` and ``forgetting_probe_tau`` when some run has probes.csv;
+    ``shrink_alive``, ``shrink_scores`` and ``shrink_retention`` when some run shrank its space (shrink.csv)."""
     labels = _labels(records)
     figs = {"correlations": plots.bar_correlations(strategy_table(records)),
             "scatter": plots.scatter_grid({lab: r.estimates for lab, r in zip(labels, records)})}
@@ -336,6 +359,13 @@ def figures(records: list[RunRecord]) -> dict[str, Figure]:
         figs["forgetting_probe_tau"] = plots.tau_vs_progress(
             tables["probe_tau"], title="Probe ranking during supernet training (mean ± std over seeds)",
             ylabel="Kendall tau of probes with ground truth")
+    logs = {label + (f" (seed {runs[0].seed})" if len(runs) > 1 else ""): runs[0].shrink_log
+            for label, runs in _by_strategy(records).items()
+            if runs[0].shrink_log is not None and not runs[0].shrink_log.empty}
+    if logs:  # one run per strategy (its lowest seed): decisions differ between seeds, averaging would hide them
+        figs["shrink_alive"] = plots.alive_ops_grid(logs)
+        figs["shrink_scores"] = plots.op_score_trajectories(logs)
+        figs["shrink_retention"] = plots.retention_bars(strategy_table(records))
     return figs
 
 

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .metrics import kendall_tau, top_k_count
 
@@ -246,4 +247,110 @@ def forgetting_curves(intervals: dict[str, pd.DataFrame], decay: dict[str, pd.Da
     handles, labels = (left if intervals else right).get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=TICK_PT, loc="outside right center")
     fig.suptitle("Multi-model forgetting in the shared weights", fontsize=TITLE_PT)
+    return fig
+
+
+SHORT_OPS = ("none", "skip", "1x1 conv", "3x3 conv", "3x3 pool")  # NB201's ops, in NB201 order
+EDGE_NAMES = ("0->1", "0->2", "1->2", "0->3", "1->3", "2->3")
+
+
+def _grid(fig: Figure, n: int, ncols: int = 3) -> list[Axes]:
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    return [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
+
+
+def alive_ops_grid(logs: dict[str, pd.DataFrame], cmap: str = "plasma") -> Figure:
+    """Which ops each shrinking run removed and when: one heat-map per label, edges x ops. A cell shows the
+    epoch at which the op was removed (coloured by it) or "alive" if it survived to the end.
+
+    ``logs``: label -> a run's ``shrink.csv`` (``round``, ``epoch``, ``edge``, ``op``, ``removed``).
+    """
+    _require(logs, "the shrink-log dict")
+    for label, log in logs.items():
+        _require_columns(log, ["epoch", "edge", "op", "removed"], f"shrink log of {label!r}")
+    removed = pd.concat([log[log["removed"].astype(bool)] for log in logs.values()])
+    norm = Normalize(*(removed["epoch"].min(), removed["epoch"].max()) if len(removed) else (0.0, 1.0))
+    colours = colormaps[cmap]
+    ncols = min(3, len(logs))
+    fig = Figure(figsize=(4.4 * ncols + 1.2, 3.6 * math.ceil(len(logs) / ncols)), layout="constrained")
+    axes = _grid(fig, len(logs))
+    for ax, (label, log) in zip(axes, logs.items()):
+        grid = np.full((len(EDGE_NAMES), len(SHORT_OPS)), np.nan)
+        for _, r in log[log["removed"].astype(bool)].iterrows():
+            grid[int(r["edge"]), int(r["op"])] = float(r["epoch"])
+        ax.imshow(np.ma.masked_invalid(grid), cmap=colours, norm=norm, aspect="auto")
+        ax.set_facecolor("#d9f0d3")  # alive cells show the background
+        for (e, o), epoch in np.ndenumerate(grid):
+            text = "alive" if math.isnan(epoch) else f"{epoch:.1f}"
+            dark = not math.isnan(epoch) and norm(epoch) < 0.6
+            ax.text(o, e, text, ha="center", va="center", fontsize=TICK_PT,
+                    color="white" if dark else "black", fontweight="bold" if math.isnan(epoch) else "normal")
+        ax.set_xticks(range(len(SHORT_OPS)), SHORT_OPS, rotation=30)
+        ax.set_yticks(range(len(EDGE_NAMES)), EDGE_NAMES)
+        _style(ax, label, "operation", "edge (node -> node)")
+        ax.grid(False)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, shrink=0.9)
+    bar.set_label("removed at epoch", fontsize=LABEL_PT)
+    fig.suptitle("Search-space shrinking: when each op was removed (green = alive at the end)", fontsize=TITLE_PT)
+    return fig
+
+
+def op_score_trajectories(logs: dict[str, pd.DataFrame]) -> Figure:
+    """Each alive op's score at every shrink round, one row of panels per label and one panel per edge; an x
+    marks the round that removed the op. Scores are in the rule's own unit (angle: radians; accuracy: %;
+    magnitude: weight norm), so compare lines within a row.
+    """
+    _require(logs, "the shrink-log dict")
+    fig = Figure(figsize=(2.9 * len(EDGE_NAMES) + 1.6, 2.9 * len(logs) + 0.6), layout="constrained")
+    rows = fig.subfigures(len(logs), 1, squeeze=False)[:, 0]
+    for sub, (label, log) in zip(rows, logs.items()):
+        _require_columns(log, ["epoch", "edge", "op", "score", "removed"], f"shrink log of {label!r}")
+        sub.suptitle(label, fontsize=TITLE_PT)
+        for e, name in enumerate(EDGE_NAMES):
+            ax = sub.add_subplot(1, len(EDGE_NAMES), e + 1)
+            for o, op_name in enumerate(SHORT_OPS):
+                op_rows = log[(log["edge"] == e) & (log["op"] == o)].sort_values("epoch")
+                if not op_rows.empty:
+                    ax.plot(op_rows["epoch"], op_rows["score"], marker="o", markersize=3, color=f"C{o}")
+                    gone = op_rows[op_rows["removed"].astype(bool)]
+                    ax.plot(gone["epoch"], gone["score"], "x", color="black", markersize=8, markeredgewidth=2)
+            _style(ax, f"edge {name}", "epoch", "op score")
+            ax.grid(True, axis="x", alpha=0.3)
+    handles = [Line2D([], [], marker="o", color=f"C{o}", label=n) for o, n in enumerate(SHORT_OPS)]
+    handles.append(Line2D([], [], marker="x", linestyle="", color="black", markeredgewidth=2, label="removed"))
+    fig.legend(handles=handles, fontsize=TICK_PT, loc="outside right center")
+    fig.suptitle("Op scores at each shrink round (higher = more important; x = removed)", fontsize=TITLE_PT)
+    return fig
+
+
+def retention_bars(table: pd.DataFrame) -> Figure:
+    """Per strategy that shrank: the fraction of the true top-1% and top-5% architectures still in the final
+    space (left) and the space regret in accuracy points (right); error bars ``_lo`` .. ``_hi``.
+
+    ``table``: ``compare.strategy_table`` rows; strategies without shrinking (NaN) are left out.
+    """
+    cols = ("top1pct_retained", "top5pct_retained", "space_regret")
+    _require_columns(table, ["strategy"] + [f"{c}{s}" for c in cols for s in ("", "_lo", "_hi")], "the strategy table")
+    table = table[table["top1pct_retained"].notna()].reset_index(drop=True)
+    _require(table, "the strategies that shrank")
+    fig = Figure(figsize=(max(9.0, 2.2 * len(table) + 4.0), 4.4), layout="constrained")
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    x, width = np.arange(len(table)), 0.38
+    for i, (c, name) in enumerate((("top1pct_retained", "true top 1%"), ("top5pct_retained", "true top 5%"))):
+        v = table[c].to_numpy(dtype=float)
+        err = _error_bars(v, table[f"{c}_lo"].to_numpy(dtype=float), table[f"{c}_hi"].to_numpy(dtype=float))
+        left.bar(x + (i - 0.5) * width, np.nan_to_num(v), width, yerr=np.nan_to_num(err), capsize=4,
+                 label=name, color=f"C{i + 2}")
+    left.set_ylim(0, 1.05)
+    left.set_xticks(x, _bar_labels(table))
+    _style(left, "Top architectures kept in the final space", "strategy", "fraction still in the space")
+    left.legend(fontsize=TICK_PT)
+    v = table["space_regret"].to_numpy(dtype=float)
+    err = _error_bars(v, table["space_regret_lo"].to_numpy(dtype=float), table["space_regret_hi"].to_numpy(dtype=float))
+    right.bar(x, np.nan_to_num(v), 0.55, yerr=np.nan_to_num(err), capsize=4, color="C4")
+    right.set_xticks(x, _bar_labels(table))
+    _style(right, "Space regret: global best minus best in the space", "strategy", "accuracy points")
+    if "interval" in table.columns:
+        fig.suptitle(f"Quality of the shrunk space ({_interval_note(table).replace(chr(10), ' ')})", fontsize=TITLE_PT)
     return fig

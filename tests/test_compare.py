@@ -237,3 +237,11 @@ def test_forgetting_columns_tables_and_figures_from_runs_that_measured_it(tmp_pa
     figs = C.figures(runs + [old])
     assert {"forgetting_probe_acc", "forgetting_drop", "forgetting_probe_tau"} <= set(figs)
     assert not {"forgetting_probe_acc", "forgetting_drop", "forgetting_probe_tau"} & set(C.figures([old]))
+
+
+def test_a_run_too_short_for_decay_tracers_still_compares(tmp_path):
+    run = make_run(tmp_path, "short", "uniform", 0, forgetting=True)
+    (run / "decay.csv").write_text("trained_step,arch,lag,step,loss,acc,retrained\n")  # header only, as such runs write
+    rec = C.load_run(run)
+    assert rec.decay is not None and rec.decay.empty
+    assert "forgetting_probe_acc" in C.figures([rec])

@@ -1,4 +1,5 @@
 """CUDA checks of the hot path (skipped without a GPU; run them whenever one is present)."""
+import copy
 import random
 
 import numpy as np
@@ -67,3 +68,71 @@ def test_cuda_forward_matches_cpu(cuda_setup):
         gpu = model(x.cuda(), ARCH).cpu()
         cpu = model.cpu()(x, ARCH)
     assert torch.allclose(gpu, cpu, atol=1e-3, rtol=1e-3)
+
+
+def test_shrink_scores_on_cuda_equal_cpu():
+    from harness.shrinkers import SHRINKERS, ScoreContext, Space
+
+    torch.manual_seed(0)
+    cpu = Supernet(8, 2, 10)
+    init = {n: p.detach().clone() for n, p in cpu.named_parameters()}
+    opt = torch.optim.SGD(cpu.parameters(), lr=0.1)
+    rng = random.Random(0)
+    for _ in range(10):
+        opt.zero_grad()
+        arch = Arch(rng.randrange(5) for _ in range(6))
+        torch.nn.functional.cross_entropy(cpu(torch.randn(8, 3, 16, 16), arch), torch.arange(8)).backward()
+        opt.step()
+    gpu = copy.deepcopy(cpu).cuda()
+    space = Space([[1, 2, 3], [0, 3, 4], [3], [1, 3], [0, 1, 2, 3, 4], [2, 4]])
+    for rule in ("angle", "magnitude"):
+        a = SHRINKERS.get(rule)().scores(cpu, space, ScoreContext(random.Random(0), init_state=init))
+        b = SHRINKERS.get(rule)().scores(gpu, space, ScoreContext(random.Random(0), init_state=init))
+        np.testing.assert_allclose(a, b, rtol=1e-5, equal_nan=True)
+
+
+def test_few_shot_training_after_the_split_never_synchronises(cuda_setup):
+    from harness.fewshot import FewShotSupernet, continue_training
+
+    parent, batches = cuda_setup
+    model = FewShotSupernet(parent, edges=[3])
+    cfg = TrainSection(max_steps=100)
+    opt, sched = make_optimizer(model, cfg, 100)
+    sampler, rng, it = SAMPLERS.get("uniform")(), random.Random(0), batches.batches()
+    train_step(model, sampler, *next(it), 0, rng, opt, cfg.grad_clip)
+    before = dict(model.nets[0].named_parameters())
+    model.split(1)
+    opt, sched = continue_training(model, before, opt, sched, lambda m: make_optimizer(m, cfg, 100))
+    for step in range(1, 6):  # first use of each sub-supernet's optimizer state may allocate
+        train_step(model, sampler, *next(it), step, rng, opt, cfg.grad_clip)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(6, 16):
+            train_step(model, sampler, *next(it), step, rng, opt, cfg.grad_clip)
+            sched.step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(p.is_cuda for p in model.parameters())
+
+
+def test_shrinking_and_few_shot_run_end_to_end_on_cuda(tmp_path, image_folder):
+    import pandas as pd
+
+    from harness.config import load_config
+    from harness.runner import run_experiment
+    from harness.space import all_archs
+
+    gt = tmp_path / "gt.csv"
+    pd.DataFrame({"arch": [a.to_str() for a in all_archs()],
+                  "cifar10valid_valid_200": [float(i % 41) for i in range(15625)]}).to_csv(gt, index=False)
+    cfg = load_config(None, [
+        f"data.train_path='{image_folder}'", "data.resolution=8", "supernet.C=4", "supernet.N=1",
+        "train.max_steps=20", "train.batch_size=12", "estimate.archs='sample'", "estimate.sample_size=20",
+        "estimate.batch_size=30", f"groundtruth.source='{gt}'", "metrics.bootstrap=20", "run.device='cuda'",
+        f"data.cache_dir='{tmp_path / 'cache'}'", "shrink.rule='angle'", "shrink.warmup_epochs=1.0",
+        "shrink.shrink_every=1.0", "shrink.estimate_space=20", "split.edges=[0]", "split.after_shrink=true"])
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert metrics["environment"]["device"].startswith("cuda")
+    assert metrics["shrink"]["space_size"] == 64 and metrics["few_shot"]["split_step"] == 15
+    assert metrics["shrink"]["n_space_estimated"] >= 2

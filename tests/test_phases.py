@@ -131,3 +131,29 @@ def test_split_after_shrinking(tmp_path, base):
 def test_schedules_outside_the_run_are_errors(tmp_path, base, override, message):
     with pytest.raises(ConfigError, match=message):
         run_experiment(load_config(None, base + override), tmp_path / "run", progress=False)
+
+
+def test_compare_reads_shrinking_runs_into_tables_and_figures(tmp_path, base):
+    from harness import compare
+
+    dirs = []
+    for name, extra in [("plain", []), ("angle-s0", SHRINK + ["shrink.rule='angle'"]),
+                        ("angle-s1", SHRINK + ["shrink.rule='angle'", "run.seed=1"])]:
+        run_experiment(load_config(None, base + extra), tmp_path / name, progress=False)
+        dirs.append(tmp_path / name)
+    records = [compare.load_run(d) for d in dirs]
+    runs = compare.runs_table(records)
+    angle = runs[runs["strategy"] == "uniform+angle"]
+    assert angle["space_size"].tolist() == [64, 64]
+    metrics = json.loads((dirs[1] / "metrics.json").read_text())["shrink"]
+    assert angle["top5pct_retained"].iloc[0] == pytest.approx(metrics["top5pct_retained"])
+    assert angle["tau_in_space"].iloc[0] == pytest.approx(metrics["ranking_in_space"]["kendall_tau"]["value"], nan_ok=True)
+    assert runs.loc[runs["strategy"] == "uniform", "space_size"].isna().all()  # no shrinking: no shrink values
+    summary = compare.strategy_table(records).set_index("strategy")
+    assert summary.loc["uniform+angle", "space_regret"] == pytest.approx(angle["space_regret"].mean())
+    figs = compare.figures(records)
+    assert {"shrink_alive", "shrink_scores", "shrink_retention"} <= set(figs)
+    assert not {"shrink_alive"} & set(compare.figures(records[:1]))
+    written = compare.write_report(records, tmp_path / "report")
+    assert (tmp_path / "report" / "shrink_alive.png") in written
+    assert "top5pct_retained" in (tmp_path / "report" / "summary.md").read_text()

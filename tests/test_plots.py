@@ -188,3 +188,50 @@ def test_forgetting_curves_has_an_interval_and_a_decay_panel_with_a_line_per_str
         plots.forgetting_curves({}, {})
     with pytest.raises(ValueError, match="mean_drop"):
         plots.forgetting_curves({"bad": pd.DataFrame({"interval": [1]})}, {})
+
+
+def _shrink_log(seed: int = 0) -> pd.DataFrame:
+    """Three per-edge rounds at epochs 1, 2, 3 that remove each edge's lowest-scored op (scores: op index + noise)."""
+    rng = np.random.default_rng(seed)
+    rows, alive = [], {e: list(range(5)) for e in range(6)}
+    for r, epoch in enumerate((1.0, 2.0, 3.0), start=1):
+        for e in range(6):
+            scores = {o: o + rng.normal(0, 0.1) for o in alive[e]}
+            low = min(scores, key=scores.get)
+            rows += [{"round": r, "epoch": epoch, "edge": e, "op": o, "score": v, "removed": o == low}
+                     for o, v in scores.items()]
+            alive[e].remove(low)
+    return pd.DataFrame(rows)
+
+
+def test_alive_ops_grid_marks_removal_epochs_and_survivors():
+    fig = plots.alive_ops_grid({"uniform+angle": _shrink_log(0), "uniform+magnitude": _shrink_log(1)})
+    _check_readable(fig)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 30 and texts.count("alive") == 12  # 2 of 5 ops survive on each of 6 edges
+    assert sorted({t for t in texts if t != "alive"}) == ["1.0", "2.0", "3.0"]
+
+
+def test_op_score_trajectories_draw_every_op_of_every_edge():
+    fig = plots.op_score_trajectories({"uniform+angle": _shrink_log(0), "fairnas+angle": _shrink_log(2)})
+    _check_readable(fig)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("edge")]
+    assert len(panels) == 12
+    first = panels[0]
+    lines = [ln for ln in first.lines if ln.get_linestyle() != "None"]
+    assert len(lines) == 5  # one line per op of edge 0->1
+    assert sum(len(ln.get_xdata()) for ln in first.lines if ln.get_marker() == "x") == 3  # three removals
+
+
+def test_retention_bars_skip_strategies_that_did_not_shrink():
+    cols = {"strategy": ["uniform", "uniform+angle", "uniform+magnitude"], "n_runs": [3, 3, 3],
+            "interval": ["mean ± std over seeds"] * 3}
+    for c, vals in {"top1pct_retained": [np.nan, 0.4, 0.1], "top5pct_retained": [np.nan, 0.5, 0.2],
+                    "space_regret": [np.nan, 0.3, 2.5]}.items():
+        cols.update({c: vals, f"{c}_lo": [v - 0.05 for v in vals], f"{c}_hi": [v + 0.05 for v in vals]})
+    fig = plots.retention_bars(pd.DataFrame(cols))
+    _check_readable(fig)
+    left, right = fig.axes
+    assert [round(p.get_height(), 6) for p in left.patches] == [0.4, 0.1, 0.5, 0.2]
+    assert [round(p.get_height(), 6) for p in right.patches] == [0.3, 2.5]
+    assert [t.get_text().split("\n")[0] for t in right.get_xticklabels()] == ["uniform+angle", "uniform+magnitude"]
