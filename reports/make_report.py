@@ -37,6 +37,60 @@ FORGETTING_MEANING = """\
   of the probes' accuracies against their ground truth at the end of training.
 """
 
+SHRINK_MEANING = """\
+- **Shrinking** (`+angle`, `+accuracy`, `+magnitude`): after a warm-up the rule scores every alive op on every
+  edge and removes the lowest-scored each round; the sampler then trains only the alive space.
+  **space_size**: architectures left. **top1pct_retained / top5pct_retained**: the fraction of NB201's true top 1% /
+  5% architectures (of all 15,625) still in the final space. **space_regret**: best true accuracy overall minus
+  the best inside the final space (points). **op_score_tau**: Kendall tau, at the first round, between the
+  rule's op scores and the ops' true importance (mean true accuracy of the architectures using the op).
+  **tau_in_space**: Kendall tau of the supernet's estimates within the final space (its non-isomorphic
+  architectures). That set is smaller and more alike than the full sample, so this tau is not comparable with
+  the full-space one. The full-space metrics (kendall_tau etc.) rank the same 150 architectures for every
+  strategy, including those a shrinker removed.
+- **few-shot**: the supernet is split into 5 sub-supernets on one edge, one per op there. Each owns a copy of
+  the weights and trains and estimates only its architectures, at the same total number of steps.
+"""
+
+REFERENCE_POINTS = """\
+**Published reference points** (NB201 CIFAR-10 with full-size supernet training, far beyond this CPU budget):
+one-shot SPOS reaches Kendall tau about 0.49-0.54, few-shot NAS with 5 sub-supernets about 0.55-0.61, and
+PWSNAS's angle metric about 0.58. The runs here train a C=8, N=2 supernet at 16x16 for 3,000 steps, about 8
+epochs, so their absolute taus are not comparable with those. Only the differences between strategies at
+equal budget are evidence, and only where they exceed the seed-to-seed spread.
+"""
+
+
+def _mean_std(values: np.ndarray) -> str:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return "n/a"
+    return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
+
+
+def _shrink_reading(records) -> str:
+    """One line per shrinking strategy: what was left, how many top architectures survived, how well the rule's
+    op scores matched the truth; then a plain statement of which rule kept the most and whether it helped tau."""
+    runs = runs_table(records)
+    if "space_size" not in runs.columns:
+        return ""
+    lines, kept = [], {}
+    for name, g in runs[runs["space_size"].notna()].groupby("strategy", sort=True):
+        kept[name] = float(g["top5pct_retained"].mean())
+        lines.append(f"- `{name}` ({len(g)} runs): final space {int(g['space_size'].median())} architectures; "
+                     f"true top 1% kept {_mean_std(g['top1pct_retained'].to_numpy(float))}, top 5% kept "
+                     f"{_mean_std(g['top5pct_retained'].to_numpy(float))}; space regret "
+                     f"{_mean_std(g['space_regret'].to_numpy(float))} points; op-score tau at round 1 "
+                     f"{_mean_std(g['op_score_tau'].to_numpy(float))}; tau within the space "
+                     f"{_mean_std(g['tau_in_space'].to_numpy(float))}.")
+    if not kept:
+        return ""
+    best = max(kept, key=kept.get)
+    share = float(runs.loc[runs["strategy"] == best, "space_size"].median()) / 15625
+    head = (f"**Shrinking.** `{best}` kept the most of the true top 5% ({kept[best]:.3f} of it, in a space holding "
+            f"{share:.1%} of all architectures; a random space of that size would keep about {share:.1%}).")
+    return head + "\n\n" + "\n".join(lines) + "\n\n"
+
 
 def _noise_floor(metrics: dict) -> str:
     """The ground truth's own seed-to-seed Kendall tau over the same architectures, when the table keeps seeds."""
@@ -147,8 +201,10 @@ def _details(run_dir: Path) -> str:
 def render(records, run_dirs, args) -> str:
     first = json.loads((run_dirs[0] / "metrics.json").read_text())
     gt = first["ground_truth"]
+    shrinking = any(r.shrink for r in records) or any("few-shot" in r.strategy for r in records)
     plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress", "forgetting_probe_acc",
-                                                                 "forgetting_drop", "forgetting_probe_tau")
+                                                                 "forgetting_drop", "forgetting_probe_tau", "shrink_retention",
+                                                                 "shrink_alive", "shrink_scores")
                     if (Path(args.out) / f"{name}.png").exists())
     return f"""# {args.title}
 
@@ -165,8 +221,9 @@ Per-run tables: [summary.md](summary.md), [compare.csv](compare.csv).
 
 ## What the numbers mean
 
-{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}
+{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}{SHRINK_MEANING if shrinking else ''}
 {_summary(records)}{_reading(records)}{_noise_floor(first)}
+{_shrink_reading(records)}{REFERENCE_POINTS if shrinking else ''}
 ## Plots
 
 {plots}## Runs

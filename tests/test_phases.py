@@ -157,3 +157,9 @@ def test_compare_reads_shrinking_runs_into_tables_and_figures(tmp_path, base):
     written = compare.write_report(records, tmp_path / "report")
     assert (tmp_path / "report" / "shrink_alive.png") in written
     assert "top5pct_retained" in (tmp_path / "report" / "summary.md").read_text()
+    from .test_demo import _load_make_report
+
+    text = _load_make_report()._shrink_reading(records)
+    assert "`uniform+angle` (2 runs): final space 64 architectures" in text
+    assert f"`uniform+angle` kept the most of the true top 5% ({angle['top5pct_retained'].mean():.3f} of it" in text
+    assert "64 / 15625" not in text and f"{64 / 15625:.1%}" in text
