@@ -379,15 +379,23 @@ def _figure_bytes(fig: Figure, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+EXPLAIN = {  # one sentence per column group, shown when the tables have it
+    "mean_forgetting": "mean_forgetting: mean accuracy drop in points of a forgetting probe between consecutive probe "
+                       "points at which it was not trained (positive = forgotten); final_probe_tau: Kendall tau of "
+                       "the probes' supernet accuracy with ground truth at the end of training. ",
+    "space_size": "space_size: architectures left after shrinking; top{1,5}pct_retained: fraction of the true top "
+                  "1%/5% still in it; space_regret: global best minus best in the space (points); op_score_tau: the "
+                  "rule's op scores against true op importance at round 1; tau_in_space: ranking within the space. ",
+}
+
+
 def _summary_markdown(records: list[RunRecord]) -> str:
+    runs = runs_table(records)
+    notes = "".join(text for column, text in EXPLAIN.items() if column in runs.columns)
     return ("# Strategy comparison\n\n"
             f"{len(records)} runs. One run per strategy: value with its bootstrap CI over architectures; "
-            f"several seeds: {SPREAD} (std with ddof=1). regret_top1 is in accuracy points. "
-            "mean_forgetting (when measured): mean accuracy drop in points of a forgetting probe between "
-            "consecutive probe points at which it was not trained (positive = forgotten); final_probe_tau: "
-            "Kendall tau of the probes' supernet accuracy with ground truth at the end of training.\n\n"
-            "## Per strategy\n\n" + to_markdown(strategy_table(records)) +
-            "\n## Per run\n\n" + to_markdown(runs_table(records)))
+            f"several seeds: {SPREAD} (std with ddof=1). regret_top1 is in accuracy points. {notes}\n\n"
+            "## Per strategy\n\n" + to_markdown(strategy_table(records)) + "\n## Per run\n\n" + to_markdown(runs))
 
 
 def write_report(records: list[RunRecord], out_dir: str | Path) -> list[Path]:

@@ -28,7 +28,7 @@ from .fewshot import FewShotSupernet, continue_training
 from .io import save_torch, write_csv
 from .shrinkers import SHRINKERS, ScoreContext, Space, choose_removals, edge_name
 from .shrinkers.quality import op_importance, op_score_tau
-from .space import OPS
+from .space import NUM_EDGES, NUM_OPS, OPS
 from .train import TrainState, make_optimizer, train
 
 
@@ -43,6 +43,12 @@ def round_steps(sh: ShrinkSection, steps_per_epoch: int, steps: int) -> list[int
                           f"({steps} steps = {steps / steps_per_epoch:.2f} epochs of {steps_per_epoch} steps): no "
                           "round would run; lower warmup_epochs")
     return out
+
+
+def rounds_needed(sh: ShrinkSection) -> int:
+    """Rounds that take every edge from 5 ops to ``min_ops`` (fewer when ``target_size`` stops them first)."""
+    per_edge = NUM_OPS - sh.min_ops
+    return -(-per_edge // sh.drop) if sh.mode == "per_edge" else -(-per_edge * NUM_EDGES // sh.drop)
 
 
 @dataclass
@@ -129,6 +135,11 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, generator, s
     ``out/checkpoint.pt`` when it exists); returns the training state and the shrink state."""
     shrink = ShrinkState(cfg.shrink, steps_per_epoch, round_steps(cfg.shrink, steps_per_epoch, steps))
     split_at = None if not cfg.split.edges or cfg.split.after_shrink else round(cfg.split.at_epochs * steps_per_epoch)
+    needed = rounds_needed(cfg.shrink)
+    if cfg.split.after_shrink and not cfg.shrink.target_size and needed > len(shrink.rounds):
+        raise ConfigError(f"[split] after_shrink: shrinking needs {needed} rounds to reach min_ops = "
+                          f"{cfg.shrink.min_ops} but the run has room for {len(shrink.rounds)}, so the supernet would "
+                          "never be split; shorten warmup_epochs/shrink_every or raise drop")
     if split_at is not None and split_at >= steps:
         raise ConfigError(f"[split] at_epochs = {cfg.split.at_epochs} is not inside the run ({steps} steps = "
                           f"{steps / steps_per_epoch:.2f} epochs): the supernet would never be split")

@@ -301,6 +301,8 @@ def _shrink_report(cfg: Config, out: Path, model, data: Data, gt, query, after: 
     taus = [op_score_tau(g["score"].to_numpy(), g["true_importance"].to_numpy()) for _, g in log.groupby("round")]
     block = {"rule": cfg.shrink.rule, "options": cfg.shrink.options, "mode": cfg.shrink.mode,
              "rounds": after["shrink"]["done_rounds"], "round_steps": sorted(log["step"].unique().tolist()),
+             "reached_target": all(len(ops) <= cfg.shrink.min_ops for ops in space.alive)
+             or 0 < quality["space_size"] <= cfg.shrink.target_size,
              "final_space": space.describe(), **quality,
              "op_score_tau_by_round": taus, "op_score_tau_first_round": taus[0] if taus else None,
              "ranking_in_space": None, "n_space_estimated": 0}

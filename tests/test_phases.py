@@ -65,6 +65,7 @@ def test_each_rule_shrinks_on_schedule_and_the_sampler_obeys(tmp_path, base, mon
     space = Space([sorted(set(range(5)) - set(log[log.removed & (log.edge == e)].op)) for e in range(6)])
     assert all(len(ops) == 2 for ops in space.alive)
     assert metrics["shrink"]["final_space"] == space.describe() and metrics["shrink"]["space_size"] == 64
+    assert metrics["shrink"]["reached_target"]
     # after each round, no trained architecture uses an op that round removed
     for step, arch in trained:
         gone = log[log.removed & (log.step <= step)]
@@ -127,6 +128,8 @@ def test_split_after_shrinking(tmp_path, base):
 @pytest.mark.parametrize("override, message", [
     (["shrink.rule='angle'", "shrink.warmup_epochs=10.0"], "no round would run"),
     (["split.edges=[1]", "split.at_epochs=9.0"], "never be split"),
+    (SHRINK + ["shrink.rule='angle'", "shrink.warmup_epochs=3.0", "split.edges=[1]", "split.after_shrink=true"],
+     "needs 3 rounds .* room for 1"),
 ])
 def test_schedules_outside_the_run_are_errors(tmp_path, base, override, message):
     with pytest.raises(ConfigError, match=message):
