@@ -44,7 +44,7 @@ def _require_columns(frame: pd.DataFrame, columns, what: str) -> None:
 
 
 def _bar_labels(table: pd.DataFrame) -> list[str]:
-    labels = table["strategy"].astype(str)
+    labels = table["strategy"].astype(str).str.replace("+", "\n+", regex=False)  # long combined names wrap
     for col in ("dataset", "query"):  # rows of one strategy on several datasets need telling apart
         if col in table.columns and table[col].nunique() > 1:
             labels = labels + "\n" + table[col].astype(str)
@@ -342,6 +342,9 @@ def retention_bars(table: pd.DataFrame) -> Figure:
         err = _error_bars(v, table[f"{c}_lo"].to_numpy(dtype=float), table[f"{c}_hi"].to_numpy(dtype=float))
         left.bar(x + (i - 0.5) * width, np.nan_to_num(v), width, yerr=np.nan_to_num(err), capsize=4,
                  label=name, color=f"C{i + 2}")
+    if "space_size" in table.columns:  # what a space of that size drawn at random (ops per edge) keeps on average
+        share = float(table["space_size"].median()) / 15625
+        left.axhline(share, color="black", linestyle="--", linewidth=1, label=f"random space of that size ({share:.1%})")
     left.set_ylim(0, 1.05)
     left.set_xticks(x, _bar_labels(table))
     _style(left, "Top architectures kept in the final space", "strategy", "fraction still in the space")
@@ -350,6 +353,7 @@ def retention_bars(table: pd.DataFrame) -> Figure:
     err = _error_bars(v, table["space_regret_lo"].to_numpy(dtype=float), table["space_regret_hi"].to_numpy(dtype=float))
     right.bar(x, np.nan_to_num(v), 0.55, yerr=np.nan_to_num(err), capsize=4, color="C4")
     right.set_xticks(x, _bar_labels(table))
+    right.set_ylim(bottom=0)  # regret cannot be negative; a mean - std below 0 is cut off
     _style(right, "Space regret: global best minus best in the space", "strategy", "accuracy points")
     if "interval" in table.columns:
         fig.suptitle(f"Quality of the shrunk space ({_interval_note(table).replace(chr(10), ' ')})", fontsize=TITLE_PT)

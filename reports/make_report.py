@@ -89,6 +89,13 @@ def _shrink_reading(records) -> str:
     share = float(runs.loc[runs["strategy"] == best, "space_size"].median()) / 15625
     head = (f"**Shrinking.** `{best}` kept the most of the true top 5% ({kept[best]:.3f} of it, in a space holding "
             f"{share:.1%} of all architectures; a random space of that size would keep about {share:.1%}).")
+    scored = runs[runs["space_size"].notna()].groupby("strategy")["op_score_tau"].mean().dropna()
+    if len(scored) and scored.idxmax() != best:
+        top = scored.idxmax()
+        head += (f" The op scores that agreed best with the ops' true importance were `{top}`'s (tau "
+                 f"{scored[top]:.3f} at round 1), yet it kept {kept[top]:.3f} of the top 5%: pooled over edges, "
+                 "ordering the ops well is not what decides which architectures survive; removing the wrong op "
+                 "on every edge at once is.")
     return head + "\n\n" + "\n".join(lines) + "\n\n"
 
 
