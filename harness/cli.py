@@ -100,17 +100,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .regression import check_run, load_baseline, make_baseline, read_run_metrics, write_baseline
+    from .regression import RegressionError, check_run, load_baseline, make_baseline, read_run_metrics, write_baseline
 
-    run = read_run_metrics(args.run_dir)
+    runs = [read_run_metrics(d) for d in args.run_dir]
     if args.update:
         previous = load_baseline(args.baseline) if Path(args.baseline).exists() else None
-        write_baseline(args.baseline, make_baseline(run, args.description or "", previous, args.tolerance))
-        print(f"baseline {args.baseline} rewritten from {args.run_dir}")
+        write_baseline(args.baseline, make_baseline(runs, args.description or "", previous, args.tolerance,
+                                                    args.sigmas))
+        print(f"baseline {args.baseline} rewritten from {', '.join(args.run_dir)}")
         return 0
-    result = check_run(run, load_baseline(args.baseline), 0.05 if args.tolerance is None else args.tolerance)
+    if len(runs) > 1:
+        raise RegressionError("check one run at a time; several runs are for --update (a baseline from seeds)")
+    result = check_run(runs[0], load_baseline(args.baseline), 0.05 if args.tolerance is None else args.tolerance)
     print("\n".join(result.lines))
-    print(f"check {'passed' if result.passed else 'FAILED'}: {args.run_dir} against {args.baseline}")
+    print(f"check {'passed' if result.passed else 'FAILED'}: {args.run_dir[0]} against {args.baseline}")
     return 0 if result.passed else 1
 
 
@@ -200,15 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="fail when a run's ranking quality fell below a committed baseline",
                          epilog="examples:\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json"
                                 "\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json "
-                                "--update --description 'uniform, demo config'\nexit status: 0 passed, 1 regressed, "
+                                "--update --description 'uniform, demo config'\n  nb201-harness check runs/s0/uniform "
+                                "runs/s1/uniform runs/s2/uniform --baseline B.json --update --description 'three seeds'"
+                                "\nexit status: 0 passed, 1 regressed, "
                                 "2 not comparable or bad input",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    chk.add_argument("run_dir", metavar="RUN_DIR")
+    chk.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
+                     help="the run to check; with --update, one or several runs of the same experiment")
     chk.add_argument("--baseline", required=True, help="baseline JSON (tests/regression/*.json)")
     chk.add_argument("--tolerance", type=float, default=None,
                      help="allowed drop for metrics without their own tolerance (default 0.05)")
     chk.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
     chk.add_argument("--description", help="with --update: what the baseline is")
+    chk.add_argument("--sigmas", type=float, default=3.0,
+                     help="with --update from several runs: tolerance >= this many std of the runs (default 3)")
     chk.set_defaults(func=cmd_check)
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", required=True)

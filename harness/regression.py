@@ -10,6 +10,9 @@ Baseline file (JSON; recorded by ``make_baseline`` + ``write_baseline``, toleran
                  "regret_top1": {"value": 1.9, "higher_is_better": false, "tolerance": 1.0}},
      "recorded_from": {"git_revision": "...", "device_name": "cpu"}}  # optional provenance, not checked
 
+A baseline recorded from several runs (``--update RUN RUN ...``) holds their mean, their ``runs_std`` and
+``n_runs``, and a tolerance of at least ``--sigmas`` (3) times that std; see ``make_baseline``.
+
 ``metrics`` selects which metrics of ``harness.metrics`` are checked. A metric regresses when it is worse than its
 baseline value by more than its tolerance and improves when it is better by more than that. Its tolerance is its own
 ``tolerance`` if set, else ``DEFAULT_TOLERANCES`` (regret_top1: 1.0 accuracy point), else ``check_run``'s
@@ -33,7 +36,7 @@ FORMAT = 1
 DEFAULT_METRICS = ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")
 DEFAULT_TOLERANCES = {"regret_top1": 1.0}  # accuracy points; correlations and precisions live in [-1, 1]
 LOWER_IS_BETTER = frozenset({"regret_top1"})
-_ENTRY_KEYS = ("value", "higher_is_better", "tolerance")
+_ENTRY_KEYS = ("value", "higher_is_better", "tolerance", "runs_std", "n_runs")  # the last two: provenance
 _REQUIRED = {  # top-level key: (valid?, what is expected)
     "ground_truth_query": (lambda v: isinstance(v, str) and bool(v), "a query name like 'cifar10valid_valid_200'"),
     "n_archs": (lambda v: type(v) is int and v >= 2, "an integer >= 2"),
@@ -235,28 +238,44 @@ def check_run(run_metrics: dict, baseline: Baseline, tolerance: float = 0.05) ->
     return CheckResult(rows)
 
 
-def make_baseline(run_metrics: dict, description: str, previous: Baseline | None = None,
-                  tolerance: float | None = None) -> dict:
-    """A baseline dict of the run's current values, for --update.
+def make_baseline(runs: dict | list[dict], description: str, previous: Baseline | None = None,
+                  tolerance: float | None = None, sigmas: float = 3.0) -> dict:
+    """A baseline dict from one run or several runs of the same experiment (seeds, machines), for --update.
 
     Keeps ``previous``'s metric selection, per-metric tolerances and (if ``description`` is empty) description;
     without ``previous``: ``DEFAULT_METRICS``. ``tolerance``, if given, is written for metrics with no tolerance of
     their own, which then no longer follow ``--tolerance``.
+
+    With several runs the value is their mean, and the tolerance is at least ``sigmas`` times their standard
+    deviation (ddof=1; written as ``runs_std`` with ``n_runs``). A single CPU run's ranking moves with the seed and
+    the machine (CPU kernels round differently), so a tolerance below that spread fails on the next machine while
+    nothing regressed. For n runs none lies more than (n-1)/sqrt(n) std from their mean, so each run recorded
+    passes with ``sigmas`` >= that.
     """
-    ranking, metrics = _dig(run_metrics, "ranking", _RUN), {}
+    runs = [runs] if isinstance(runs, dict) else list(runs)
+    if not runs:
+        raise RegressionError("no runs to record a baseline from")
+    first = runs[0]
+    for other in runs[1:]:
+        _check_comparable(other, baseline_from_dict(make_baseline(first, "", previous), "the first run"))
+    metrics = {}
     for name in (previous.metrics if previous else DEFAULT_METRICS):
-        value = _run_value(ranking, name)
-        if not math.isfinite(value):
-            raise RegressionError(f"cannot record {name} as a baseline: the run's value is missing or null/NaN; "
-                                  f"record from a run where it is defined, or drop {name} from the baseline")
-        tol = previous.metrics[name].tolerance if previous else None
+        values = [_run_value(_dig(r, "ranking", _RUN), name) for r in runs]
+        if not all(math.isfinite(v) for v in values):
+            raise RegressionError(f"cannot record {name} as a baseline: a run's value is missing or null/NaN; "
+                                  f"record from runs where it is defined, or drop {name} from the baseline")
+        tol = previous.metrics[name].tolerance if previous and len(runs) == 1 else None
         tol = DEFAULT_TOLERANCES.get(name, tolerance) if tol is None else tol
-        metrics[name] = {"value": value, "higher_is_better": name not in LOWER_IS_BETTER}
+        metrics[name] = {"value": sum(values) / len(values), "higher_is_better": name not in LOWER_IS_BETTER}
+        if len(runs) > 1:
+            std = math.sqrt(sum((v - metrics[name]["value"]) ** 2 for v in values) / (len(values) - 1))
+            tol = max(tol if tol is not None else 0.05, sigmas * std)
+            metrics[name].update(runs_std=std, n_runs=len(runs))
         if tol is not None:
             metrics[name]["tolerance"] = float(tol)
-    env = run_metrics.get("environment") or {}
+    provenance = [{k: (r.get("environment") or {})[k] for k in ("git_revision", "device_name", "torch", "seed")
+                   if k in (r.get("environment") or {})} for r in runs]
     return {"format": FORMAT, "description": description or (previous.description if previous else ""),
-            "ground_truth_query": _dig(run_metrics, "ground_truth.query", _RUN),
-            "n_archs": int(_dig(run_metrics, "ranking.n_archs", _RUN)), "strategy": _strategy(run_metrics),
-            "metrics": metrics,
-            "recorded_from": {k: env[k] for k in ("git_revision", "device_name", "torch", "seed") if k in env}}
+            "ground_truth_query": _dig(first, "ground_truth.query", _RUN),
+            "n_archs": int(_dig(first, "ranking.n_archs", _RUN)), "strategy": _strategy(first),
+            "metrics": metrics, "recorded_from": provenance[0] if len(runs) == 1 else provenance}

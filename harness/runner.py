@@ -297,7 +297,7 @@ def _shrink_report(cfg: Config, out: Path, model, data: Data, gt, query, after: 
     space = Space(after["shrink"]["alive"])
     known = gt.archs()
     quality = space_quality(space.mask(), np.asarray(known), gt.query_many(known, query))
-    log = pd.DataFrame(after["shrink"]["log"])
+    log = pd.DataFrame(after["shrink"]["log"], columns=["round", "step", "score", "true_importance"])
     taus = [op_score_tau(g["score"].to_numpy(), g["true_importance"].to_numpy()) for _, g in log.groupby("round")]
     block = {"rule": cfg.shrink.rule, "options": cfg.shrink.options, "mode": cfg.shrink.mode,
              "rounds": after["shrink"]["done_rounds"], "round_steps": sorted(log["step"].unique().tolist()),

@@ -86,6 +86,12 @@ def test_check_cli_passes_then_fails_when_a_metric_drops(demo_dir, tmp_path, cap
     data["ground_truth_query"] = "cifar10valid_valid_200"
     baseline.write_text(json.dumps(data))
     assert main(["check", str(run), "--baseline", str(baseline)]) == 2
+    # a baseline from several runs (here two strategies stand in for seeds of one experiment, strategy unchecked)
+    seeds = [str(demo_dir / s) for s in ("uniform", "fairnas")]
+    assert main(["check", *seeds, "--baseline", str(baseline), "--update", "--description", "two runs"]) == 2
+    data = json.loads(baseline.read_text())  # not rewritten: two strategies are not one experiment
+    assert data["ground_truth_query"] == "cifar10valid_valid_200"
+    assert main(["check", str(run), str(run), "--baseline", str(baseline)]) == 2  # check takes one run
 
 
 def _load_make_report():

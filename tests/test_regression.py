@@ -237,3 +237,31 @@ def test_example_run_checks_against_its_own_baseline(tmp_path):
     R.write_baseline(tmp_path / "b.json", R.make_baseline(run, "cifar10 cpu smoke"))
     result = R.check_run(run, R.load_baseline(tmp_path / "b.json"))
     assert result.passed and [r.status for r in result.rows] == ["ok"] * len(R.DEFAULT_METRICS)
+
+
+def test_baseline_from_several_runs_records_their_mean_and_a_spread_based_tolerance():
+    taus = [0.20, 0.30, 0.25, 0.33]
+    runs = [run_with(kendall_tau=t) for t in taus]
+    data = R.make_baseline(runs, "four seeds")
+    entry = data["metrics"]["kendall_tau"]
+    std = float(__import__("numpy").std(taus, ddof=1))
+    assert entry["value"] == pytest.approx(sum(taus) / 4) and entry["n_runs"] == 4
+    assert entry["runs_std"] == pytest.approx(std) and entry["tolerance"] == pytest.approx(3 * std)
+    assert data["metrics"]["spearman"]["tolerance"] == 0.05  # identical runs: the usual floor, not 0
+    assert data["metrics"]["regret_top1"]["tolerance"] == 1.0
+    assert len(data["recorded_from"]) == 4
+    base = R.baseline_from_dict(data)
+    for run in runs:  # every recorded run passes (none lies more than 1.5 std from the mean of 4)
+        assert R.check_run(run, base).passed
+    low = entry["value"] - entry["tolerance"] - 0.01
+    assert not R.check_run(run_with(kendall_tau=low), base).passed
+    assert R.baseline_from_dict(json.loads(json.dumps(data))) == base  # round trip through the file format
+
+
+def test_baseline_runs_must_be_one_experiment():
+    other = copy.deepcopy(RUN)
+    other["ground_truth"]["query"] = "cifar10_test_200"
+    with pytest.raises(R.RegressionError, match="ground-truth query"):
+        R.make_baseline([RUN, other], "mixed")
+    with pytest.raises(R.RegressionError, match="no runs"):
+        R.make_baseline([], "none")
