@@ -122,7 +122,7 @@ def test_covering_sample_uses_every_alive_op_of_every_edge():
 def test_mean_by_op_averages_over_the_architectures_using_each_op():
     space = Space([[0, 1]] * NUM_EDGES)
     archs = [Arch((0,) * 6), Arch((1,) * 6), Arch((1, 0, 0, 0, 0, 0))]
-    out = mean_by_op(archs, np.array([1.0, 3.0, 5.0]), space)
+    out = mean_by_op(archs, np.array([1.0, 3.0, 5.0]), space.mask())
     assert out[0, 0] == 1.0 and out[0, 1] == 4.0 and out[1, 0] == 3.0 and out[1, 1] == 3.0
     assert np.isnan(out[:, 2:]).all()
 

@@ -38,6 +38,20 @@ def in_space(arch: Arch, allowed: Sequence[Sequence[int]]) -> bool:
     return all(op in ops for op, ops in zip(arch, allowed))
 
 
+def fair_group(allowed: Sequence[Sequence[int]], rng: random.Random) -> list[Arch]:
+    """m = (most allowed ops on an edge) architectures that together use every allowed op of every edge: on each
+    edge a uniform random permutation of its ops, repeated until m long, and architecture i takes the i-th op of
+    each (exactly once each when every edge has m ops; FairNAS's strict fairness)."""
+    m = max(len(ops) for ops in allowed)
+    columns = []
+    for ops in allowed:
+        perm: list[int] = []
+        while len(perm) < m:
+            perm.extend(rng.sample(list(ops), len(ops)))
+        columns.append(perm[:m])
+    return [Arch(col[i] for col in columns) for i in range(m)]
+
+
 def draw(allowed: Sequence[Sequence[int]], rng: random.Random) -> Arch:
     """One architecture, each edge's op uniform over its allowed ops."""
     return Arch(rng.choice(ops) for ops in allowed)

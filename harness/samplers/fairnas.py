@@ -16,7 +16,7 @@ import random
 from typing import Sequence
 
 from ..space import Arch
-from .base import SAMPLERS, Sampler, check_allowed
+from .base import SAMPLERS, Sampler, check_allowed, fair_group
 
 
 @SAMPLERS.register("fairnas")
@@ -35,14 +35,7 @@ class FairNASSampler(Sampler):
 
     def group(self, rng: random.Random) -> list[Arch]:
         """m architectures that together use every allowed op of every edge (exactly once when m = n)."""
-        m = self.paths_per_step
-        columns = []
-        for ops in self.allowed:
-            perm = []
-            while len(perm) < m:
-                perm.extend(rng.sample(ops, len(ops)))
-            columns.append(perm[:m])
-        return [Arch(col[i] for col in columns) for i in range(m)]
+        return fair_group(self.allowed, rng)
 
     def plan(self, step: int, rng: random.Random) -> list[tuple[Arch, float]]:
         return [(arch, self.path_weight) for arch in self.group(rng)]

@@ -32,4 +32,4 @@ class AccuracyShrinker(Shrinker):
             raise ValueError("the accuracy rule needs held-out images to evaluate child models on")
         archs = covering_sample(space, self.samples, ctx.rng)
         loss, acc = np.asarray(ctx.evaluate(archs), dtype=float).T
-        return mean_by_op(archs, acc if self.measure == "acc" else -loss, space)
+        return mean_by_op(archs, acc if self.measure == "acc" else -loss, space.mask())

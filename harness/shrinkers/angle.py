@@ -40,4 +40,4 @@ class AngleShrinker(Shrinker):
         if ctx.init_state is None:
             raise ValueError("the angle rule needs the supernet's initial weights")
         archs = space.archs() if self.samples == 0 else covering_sample(space, self.samples, ctx.rng)
-        return mean_by_op(archs, self.child_angles(model, archs, ctx.init_state), space)
+        return mean_by_op(archs, self.child_angles(model, archs, ctx.init_state), space.mask())

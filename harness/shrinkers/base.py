@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..registry import Registry
+from ..samplers.base import fair_group
 from ..space import EDGES, NUM_EDGES, NUM_OPS, OPS, Arch
 
 SHRINKERS: Registry[type["Shrinker"]] = Registry("shrinking rule")
@@ -71,33 +72,26 @@ class Space:
 
 def covering_sample(space: Space, n: int, rng: random.Random) -> list[Arch]:
     """At least ``n`` architectures of ``space`` such that every alive op of every edge appears in them at
-    least ``n // m`` times (``m`` = most alive ops on an edge): groups of ``m`` in which each edge's alive
-    ops are shuffled and cycled, as FairNAS draws its paths. Scores averaged over them leave no op unseen."""
-    m = max(len(ops) for ops in space.alive)
+    least ``n // m`` times (``m`` = most alive ops on an edge): FairNAS groups (:func:`fair_group`) until there
+    are ``n``. Scores averaged over them leave no op unseen."""
     out: list[Arch] = []
     while len(out) < max(n, 1):
-        cols = []
-        for ops in space.alive:
-            col: list[int] = []
-            while len(col) < m:
-                col.extend(rng.sample(ops, len(ops)))
-            cols.append(col[:m])
-        out.extend(Arch(c[i] for c in cols) for i in range(m))
+        out.extend(fair_group(space.alive, rng))
     return out
 
 
-def mean_by_op(archs: Sequence[Arch], values: np.ndarray, space: Space) -> np.ndarray:
-    """``(6, 5)`` mean of ``values`` over the architectures using each (edge, op); NaN where none does or
-    where the op is dead."""
+def mean_by_op(archs, values, mask: np.ndarray) -> np.ndarray:
+    """``(6, 5)`` mean of ``values`` over the architectures (``(n, 6)`` op indices) using each (edge, op); NaN
+    where none does and where ``mask`` (alive[e, op]) is false."""
     ops = np.asarray(archs, dtype=np.int64).reshape(-1, NUM_EDGES)
     values = np.asarray(values, dtype=float)
-    out = np.full((NUM_EDGES, NUM_OPS), np.nan)
+    out = np.full(mask.shape, np.nan)
     for e in range(NUM_EDGES):
-        sums = np.bincount(ops[:, e], weights=values, minlength=NUM_OPS)
-        counts = np.bincount(ops[:, e], minlength=NUM_OPS)
+        sums = np.bincount(ops[:, e], weights=values, minlength=mask.shape[1])
+        counts = np.bincount(ops[:, e], minlength=mask.shape[1])
         with np.errstate(invalid="ignore", divide="ignore"):
             out[e] = sums / counts
-    out[~space.mask()] = np.nan
+    out[~mask] = np.nan
     return out
 
 

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..metrics import kendall_tau
+from .base import mean_by_op
 from ..space import NUM_EDGES
 
 
@@ -24,15 +25,7 @@ def op_importance(ops: np.ndarray, acc: np.ndarray, mask: np.ndarray) -> np.ndar
     architectures of the space ``mask`` that use it; NaN for dead ops and ops no known architecture uses."""
     ops = np.asarray(ops, dtype=np.int64).reshape(-1, NUM_EDGES)
     keep = inside(ops, mask)
-    ops, acc = ops[keep], np.asarray(acc, dtype=float)[keep]
-    out = np.full(mask.shape, np.nan)
-    for e in range(NUM_EDGES):
-        sums = np.bincount(ops[:, e], weights=acc, minlength=mask.shape[1])
-        counts = np.bincount(ops[:, e], minlength=mask.shape[1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[e] = sums / counts
-    out[~mask] = np.nan
-    return out
+    return mean_by_op(ops[keep], np.asarray(acc, dtype=float)[keep], mask)
 
 
 def op_score_tau(scores: np.ndarray, importance: np.ndarray) -> float:
