@@ -51,6 +51,12 @@ def rounds_needed(sh: ShrinkSection) -> int:
     return -(-per_edge // sh.drop) if sh.mode == "per_edge" else -(-per_edge * NUM_EDGES // sh.drop)
 
 
+def target_reached(sh: ShrinkSection, space: Space) -> bool:
+    """Every edge is down to ``min_ops``, or the space to ``target_size`` (when set)."""
+    return (all(len(ops) <= sh.min_ops for ops in space.alive)
+            or 0 < sh.target_size and space.size <= sh.target_size)
+
+
 @dataclass
 class ShrinkState:
     """The alive space, the rounds run so far and their log (one row per alive (edge, op) per round)."""
@@ -64,9 +70,7 @@ class ShrinkState:
 
     @property
     def finished(self) -> bool:
-        sizes = [len(ops) for ops in self.space.alive]
-        return (self.cfg.rule == "none" or all(n <= self.cfg.min_ops for n in sizes)
-                or (self.cfg.target_size > 0 and self.space.size <= self.cfg.target_size))
+        return self.cfg.rule == "none" or target_reached(self.cfg, self.space)
 
     def due(self, step: int) -> bool:
         return not self.finished and self.done_rounds < len(self.rounds) and self.rounds[self.done_rounds] <= step
@@ -74,7 +78,7 @@ class ShrinkState:
     def next_step(self) -> int | None:
         return None if self.finished or self.done_rounds >= len(self.rounds) else self.rounds[self.done_rounds]
 
-    def run_round(self, model, step: int, ctx: ScoreContext, truth: tuple[np.ndarray, np.ndarray] | None) -> list:
+    def run_round(self, model, step: int, ctx: ScoreContext, truth: tuple[np.ndarray, np.ndarray] | None) -> None:
         rule = SHRINKERS.get(self.cfg.rule)(**self.cfg.options)
         scores = rule.scores(model, self.space, ctx)
         mask = self.space.mask()
@@ -94,7 +98,6 @@ class ShrinkState:
         print(f"shrink round {self.done_rounds} at step {step}: removed "
               f"{', '.join(f'{OPS[o]} on {edge_name(e)}' for e, o in removed) or 'nothing'}; space {self.space.size} "
               f"architectures; op-score tau {tau:.3f}", file=sys.stderr)
-        return removed
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.log, columns=["round", "step", "epoch", "edge", "edge_name", "op", "op_name", "score",

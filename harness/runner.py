@@ -40,7 +40,7 @@ from .fewshot import FewShotSupernet
 from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
 from .metrics import kendall_tau, ranking_report, spearman
-from .phases import Hooks, train_supernet
+from .phases import Hooks, target_reached, train_supernet
 from .samplers import SAMPLERS
 from .shrinkers import SHRINKERS, Space
 from .shrinkers.quality import op_score_tau, space_quality
@@ -301,8 +301,7 @@ def _shrink_report(cfg: Config, out: Path, model, data: Data, gt, query, after: 
     taus = [op_score_tau(g["score"].to_numpy(), g["true_importance"].to_numpy()) for _, g in log.groupby("round")]
     block = {"rule": cfg.shrink.rule, "options": cfg.shrink.options, "mode": cfg.shrink.mode,
              "rounds": after["shrink"]["done_rounds"], "round_steps": sorted(log["step"].unique().tolist()),
-             "reached_target": all(len(ops) <= cfg.shrink.min_ops for ops in space.alive)
-             or 0 < quality["space_size"] <= cfg.shrink.target_size,
+             "reached_target": target_reached(cfg.shrink, space),
              "final_space": space.describe(), **quality,
              "op_score_tau_by_round": taus, "op_score_tau_first_round": taus[0] if taus else None,
              "ranking_in_space": None, "n_space_estimated": 0}

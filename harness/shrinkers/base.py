@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..registry import Registry
-from ..samplers.base import fair_group
+from ..samplers.base import fair_group, in_space
 from ..space import EDGES, NUM_EDGES, NUM_OPS, OPS, Arch
 
 SHRINKERS: Registry[type["Shrinker"]] = Registry("shrinking rule")
@@ -53,7 +53,7 @@ class Space:
         return out
 
     def __contains__(self, arch: Sequence[int]) -> bool:
-        return all(op in ops for op, ops in zip(arch, self.alive))
+        return in_space(arch, self.alive)
 
     def archs(self) -> list[Arch]:
         """Every architecture of the space (product of the alive ops)."""
