@@ -99,7 +99,8 @@ def test_strategy_step_cost(benchmark, setup, name):
     """One training step of each strategy, and its cost relative to ``uniform`` timed in this process.
 
     Strategies with archives are warmed up first (``paths_per_step`` reached), so the figure is the
-    steady-state cost: FairNAS trains 5 paths a step, NSAS 1 + M.
+    steady-state cost: FairNAS trains 5 paths a step, NSAS 1 + M; the differentiable ones take their bilevel
+    step (DARTS: a mixed-op weight pass and a mixed-op alpha pass).
     """
     model, opt, batches, *_ = setup
     it = batches.batches()
@@ -107,10 +108,15 @@ def test_strategy_step_cost(benchmark, setup, name):
     def stepper(strategy):
         sampler, rng = SAMPLERS.get(strategy)(), random.Random(0)
         state = {"step": 0}
+        if sampler.differentiable:  # alpha's search batches come from the same stream here
+            sampler.attach(model, it, steps=1000, seed=0)
 
         def step():
             x, y = next(it)
-            train_step(model, sampler, x, y, state["step"], rng, opt, 5.0)
+            if sampler.differentiable:
+                sampler.train_step(model, x, y, state["step"], rng, opt, 5.0)
+            else:
+                train_step(model, sampler, x, y, state["step"], rng, opt, 5.0)
             state["step"] += 1
 
         for _ in range(12):  # fill archives (M = 10)

@@ -38,6 +38,11 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "space_regret": ("shrink", ("space_regret",)),
     "op_score_tau": ("shrink", ("op_score_tau_first_round",)),
     "tau_in_space": ("shrink", ("ranking_in_space", "kendall_tau", "value")),
+    "alpha_tau": ("alpha", ("ranking", "kendall_tau", "value")),
+    "alpha_spearman": ("alpha", ("ranking", "spearman", "value")),
+    "derived_acc": ("alpha", ("derived", "ground_truth")),
+    "parameter_free": ("alpha", ("derived", "parameter_free_fraction")),
+    "sharpness_last": ("alpha", ("sharpness", "last")),
 }
 SHRINK_LOG_COLUMNS = ("round", "epoch", "edge", "op", "score", "removed")
 GROUP = ["strategy", "dataset", "query"]
@@ -65,6 +70,9 @@ class RunRecord:
     forgetting: dict | None = field(default=None, repr=False)  # metrics.json "forgetting"
     shrink: dict | None = field(default=None, repr=False)  # metrics.json "shrink" (search-space shrinking)
     shrink_log: pd.DataFrame | None = field(default=None, repr=False)  # shrink.csv
+    alpha: dict | None = field(default=None, repr=False)  # metrics.json "alpha" (differentiable strategies)
+    alpha_log: pd.DataFrame | None = field(default=None, repr=False)  # alpha.csv
+    sharpness: pd.DataFrame | None = field(default=None, repr=False)  # sharpness.csv
     confidence: float = 0.95  # of the bootstrap CIs, from config.toml [metrics]
 
     @property
@@ -157,7 +165,9 @@ def load_run(path: str | Path) -> RunRecord:
         probes=_read_csv(path / "probes.csv", PROBE_COLUMNS, required=False),
         decay=_read_csv(path / "decay.csv", DECAY_COLUMNS, required=False),
         forgetting=metrics.get("forgetting"), shrink=metrics.get("shrink"),
-        shrink_log=_read_csv(path / "shrink.csv", SHRINK_LOG_COLUMNS, required=False), confidence=_confidence(path))
+        shrink_log=_read_csv(path / "shrink.csv", SHRINK_LOG_COLUMNS, required=False), confidence=_confidence(path),
+        alpha=metrics.get("alpha"), alpha_log=_read_csv(path / "alpha.csv", ("epoch", "parameter_free"), False),
+        sharpness=_read_csv(path / "sharpness.csv", ("epoch", "eigenvalue"), required=False))
 
 
 # ---------------------------------------------------------------- tables
@@ -343,7 +353,8 @@ def forgetting_tables(records: list[RunRecord]) -> dict[str, dict[str, pd.DataFr
 def figures(records: list[RunRecord]) -> dict[str, Figure]:
     """``correlations`` and ``scatter`` always; ``tau_vs_progress`` when some run has progress.csv;
     ``forgetting_probe_acc``, ``forgetting_drop`` and ``forgetting_probe_tau`` when some run has probes.csv;
-    ``shrink_alive``, ``shrink_scores`` and ``shrink_retention`` when some run shrank its space (shrink.csv)."""
+    ``shrink_alive``, ``shrink_scores`` and ``shrink_retention`` when some run shrank its space (shrink.csv);
+    ``alpha_search`` (derived architecture and sharpness per epoch) when some run is differentiable (alpha.csv)."""
     labels = _labels(records)
     figs = {"correlations": plots.bar_correlations(strategy_table(records)),
             "scatter": plots.scatter_grid({lab: r.estimates for lab, r in zip(labels, records)})}
@@ -366,6 +377,10 @@ def figures(records: list[RunRecord]) -> dict[str, Figure]:
         figs["shrink_alive"] = plots.alive_ops_grid(logs)
         figs["shrink_scores"] = plots.op_score_trajectories(logs)
         figs["shrink_retention"] = plots.retention_bars(strategy_table(records))
+    searched = {label: [{"alpha": r.alpha_log, "sharpness": r.sharpness} for r in runs]
+                for label, runs in _by_strategy(records).items() if runs[0].alpha_log is not None}
+    if searched:
+        figs["alpha_search"] = plots.alpha_curves(searched)
     return figs
 
 
@@ -386,6 +401,10 @@ EXPLAIN = {  # one sentence per column group, shown when the tables have it
     "space_size": "space_size: architectures left after shrinking; top{1,5}pct_retained: fraction of the true top "
                   "1%/5% still in it; space_regret: global best minus best in the space (points); op_score_tau: the "
                   "rule's op scores against true op importance at round 1; tau_in_space: ranking within the space. ",
+    "alpha_tau": "alpha_tau, alpha_spearman: the alpha-score estimator (sum of log-softmax(alpha) over the "
+                 "architecture's ops) on the same architectures; derived_acc: true accuracy of the derived (argmax "
+                 "alpha) architecture; parameter_free: its share of none/skip/pool edges; sharpness_last: largest "
+                 "Hessian eigenvalue of the search loss w.r.t. alpha at the end. ",
 }
 
 

@@ -124,6 +124,19 @@ class SplitSection:
 
 
 @dataclass
+class SearchSection:
+    """Differentiable strategies (darts, sd-darts, gdas, gdas-nsas; harness/samplers/differentiable.py): the
+    search batches alpha is trained on, alpha's record during training and the sharpness measurements."""
+
+    search_subset: int = 0  # alpha trains on the held-out images not kept for estimation; K > 0 = a seeded K of them
+    batch_size: int = 0  # search batch size; 0 = [train] batch_size
+    alpha_every: float = 1.0  # epochs between records of alpha (derived architecture, its true accuracy, parameter-free share)
+    sharpness_every: float = 0.0  # epochs between measurements of the Hessian's top eigenvalue w.r.t. alpha; 0 = off
+    sharpness_iters: int = 20  # power iterations at most (stops earlier at a relative change below 1e-3)
+    sharpness_images: int = 256  # search images (the first, in stored order) the search loss is measured on
+
+
+@dataclass
 class GroundTruthSection:
     source: str = ""  # compact CSV table or official NAS-Bench-201-v1_*.pth
     dataset: str = "cifar10-valid"
@@ -141,7 +154,7 @@ class MetricsSection:
 SECTIONS: dict[str, type] = {
     "run": RunSection, "data": DataSection, "supernet": SupernetSection, "train": TrainSection,
     "estimate": EstimateSection, "forgetting": ForgettingSection, "shrink": ShrinkSection, "split": SplitSection,
-    "groundtruth": GroundTruthSection, "metrics": MetricsSection,
+    "search": SearchSection, "groundtruth": GroundTruthSection, "metrics": MetricsSection,
 }
 ARCH_SETS = ("all", "unique", "sample", "list", "groundtruth")
 
@@ -156,6 +169,7 @@ class Config:
     forgetting: ForgettingSection = field(default_factory=ForgettingSection)
     shrink: ShrinkSection = field(default_factory=ShrinkSection)
     split: SplitSection = field(default_factory=SplitSection)
+    search: SearchSection = field(default_factory=SearchSection)
     groundtruth: GroundTruthSection = field(default_factory=GroundTruthSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
@@ -276,7 +290,32 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"[forgetting] decay_lags = {f.decay_lags!r}: expected a list of positive step counts")
     _validate_shrink(cfg.shrink, cfg.split)
     cfg.sampler = _validate_sampler(cfg.sampler)
+    _validate_search(cfg)
     return cfg
+
+
+def _validate_search(cfg: Config) -> None:
+    from .samplers import SAMPLERS
+
+    s, name = cfg.search, cfg.sampler["name"]
+    if min(s.search_subset, s.batch_size, s.alpha_every, s.sharpness_every) < 0 or min(s.sharpness_iters,
+                                                                                          s.sharpness_images) < 1:
+        raise ConfigError("[search] search_subset, batch_size, alpha_every and sharpness_every must be >= 0; "
+                          "sharpness_iters and sharpness_images >= 1")
+    if not SAMPLERS.get(name).differentiable:
+        if s.sharpness_every > 0:
+            raise ConfigError(f"[search] sharpness_every needs a differentiable sampler (architecture parameters); "
+                              f"{name!r} has none. Differentiable: {', '.join(differentiable_samplers())}")
+        return
+    if cfg.shrink.rule != "none" or cfg.split.edges:
+        raise ConfigError(f"[sampler] name = {name!r} trains every op through alpha: [shrink] rule must be 'none' "
+                          "and [split] edges empty")
+
+
+def differentiable_samplers() -> list[str]:
+    from .samplers import SAMPLERS
+
+    return [n for n in SAMPLERS.names() if SAMPLERS.get(n).differentiable]
 
 
 def from_dict(data: dict) -> Config:

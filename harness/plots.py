@@ -358,3 +358,41 @@ def retention_bars(table: pd.DataFrame) -> Figure:
     if "interval" in table.columns:
         fig.suptitle(f"Quality of the shrunk space ({_interval_note(table).replace(chr(10), ' ')})", fontsize=TITLE_PT)
     return fig
+
+
+ALPHA_PANELS = (("ground_truth", "alpha", "True accuracy of the derived architecture", "NB201 accuracy (%)"),
+                ("parameter_free", "alpha", "Parameter-free ops in the derived architecture",
+                 "share of edges (none, skip, pool)"),
+                ("eigenvalue", "sharpness", "Sharpness of the search loss w.r.t. alpha",
+                 "largest Hessian eigenvalue"))
+
+
+def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]]) -> Figure:
+    """Differentiable search during training, one line per strategy (mean over its seeds, band = min..max):
+    the derived architecture's true accuracy, its parameter-free share (DARTS's collapse) and the sharpness.
+
+    ``runs``: label -> one dict per seed with ``alpha`` (alpha.csv: epoch, ground_truth, parameter_free) and
+    ``sharpness`` (sharpness.csv: epoch, eigenvalue; None when not measured). Seeds share the schedule."""
+    _require(runs, "the run dict")
+    fig = Figure(figsize=(15, 4.2), layout="tight")
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for ax, (column, source, title, ylabel) in zip(axes, ALPHA_PANELS):
+        for label, seeds in runs.items():
+            frames = [s[source] for s in seeds if s.get(source) is not None and len(s[source])]
+            if not frames:
+                continue
+            for f in frames:
+                _require_columns(f, ["epoch", column], f"{source} of {label!r}")
+            table = pd.concat([f.set_index("epoch")[column].rename(i) for i, f in enumerate(frames)], axis=1)
+            table = table.sort_index().astype(float)
+            x = table.index.to_numpy(dtype=float)
+            (line,) = ax.plot(x, table.mean(axis=1).to_numpy(), marker="o", markersize=3,
+                              label=f"{label} ({len(frames)} seed{'s' if len(frames) > 1 else ''})")
+            if len(frames) > 1:
+                ax.fill_between(x, table.min(axis=1).to_numpy(), table.max(axis=1).to_numpy(),
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+        _style(ax, title, "epoch", ylabel)
+        ax.grid(True, axis="x", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=TICK_PT - 1, loc="best")
+    return fig

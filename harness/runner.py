@@ -11,6 +11,7 @@ This is the only place that seeds. A run directory holds::
     probes.csv         [forgetting] probes: step, arch, loss, acc, ground_truth, trained (harness/forgetting.py)
     decay.csv          [forgetting] decay tracers: trained_step, arch, lag, step, loss, acc, retrained
     estimates.csv      arch, estimate (%), loss, ground_truth (%), nb201_index
+    alpha.csv, sharpness.csv, alpha_scores.csv   differentiable strategies only (harness/search.py)
     metrics.json       ranking metrics with CIs, timings, environment -- written last: marks the run finished
 
 An interrupted run resumes from the same directory (same config): training from the last
@@ -41,6 +42,7 @@ from .groundtruth import GTQuery, load_ground_truth
 from .io import save_torch, write_csv, write_json, write_text
 from .metrics import kendall_tau, ranking_report, spearman
 from .phases import Hooks, target_reached, train_supernet
+from .search import AlphaMonitor, MonitorGroup, search_report
 from .samplers import SAMPLERS
 from .shrinkers import SHRINKERS, Space
 from .shrinkers.quality import op_score_tau, space_quality
@@ -123,6 +125,7 @@ class Data:
     train: DeviceBatches
     held_out: DeviceBatches
     split_info: dict
+    search: DeviceBatches | None = None  # alpha's batches (differentiable strategies)
 
 
 def _subset(idx: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -152,7 +155,25 @@ def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
                          std=std, augment=False, resolution=res)
     info = dict(split.info, n_train_used=int(len(train_idx)), n_valid_used=int(len(valid_idx)),
                 source=images.source, resolution=train_b.size[0])
-    return Data(train_b, held, info)
+    search = None
+    if SAMPLERS.get(cfg.sampler["name"]).differentiable:
+        search_idx, overlaps = _search_indices(split.valid, valid_idx, cfg.search.search_subset, d.split_seed + 3)
+        search = DeviceBatches(images, indices=search_idx, device=device, mean=mean, std=std, augment=d.augment,
+                               batch_size=cfg.search.batch_size or cfg.train.batch_size, resolution=res,
+                               seed=seed + 3, drop_last=True)
+        info.update(n_search_used=int(len(search_idx)), search_overlaps_estimation=overlaps)
+    return Data(train_b, held, info, search)
+
+
+def _search_indices(valid: np.ndarray, estimation: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, bool]:
+    """alpha's images: the held-out half less the images estimation scores on; when estimation uses the whole
+    half, the whole half (as NB201's DARTS, which trains alpha on its valid split), flagged as overlapping."""
+    rest = np.setdiff1d(valid, estimation)
+    if len(rest) == 0:
+        print("note: [data] valid_subset keeps no held-out image out of estimation, so alpha trains on the images "
+              "the estimates are scored on (set valid_subset to keep them apart)", file=sys.stderr)
+        return _subset(valid, k, seed), True
+    return _subset(rest, k, seed), False
 
 
 def _tracker(cfg: Config, model: Supernet, data: Data, probe: list[Arch], truth: np.ndarray, steps: int):
@@ -204,7 +225,12 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
     sampler_opts = dict(cfg.sampler)
     sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
     steps = total_steps(cfg.train, len(data.train), sampler.paths_per_step)
-    monitor = _monitor(cfg, model, data, archs, truth, steps)
+    forgetting_monitor = _monitor(cfg, model, data, archs, truth, steps)
+    alpha_monitor = None
+    if sampler.differentiable:
+        sampler.attach(model, data.search.batches(), steps, seed)
+        alpha_monitor = _alpha_monitor(cfg, model, sampler, data)
+    monitor = MonitorGroup([forgetting_monitor, alpha_monitor]) if alpha_monitor else forgetting_monitor
     k = min(cfg.estimate.track_archs, len(archs))
     hooks = Hooks(monitor=monitor, truth=gt_truth,
                   track=_tracker(cfg, model, data, archs[:k], truth[:k], steps) if cfg.estimate.track_every > 0 else None,
@@ -214,16 +240,28 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
     write_csv(out / "train_log.csv", pd.DataFrame(state.log))
     if state.progress:
         write_csv(out / "progress.csv", pd.DataFrame(state.progress))
-    if monitor is not None:
-        for name, frame in zip(("probes.csv", "decay.csv"), monitor.frames()):
+    if forgetting_monitor is not None:
+        for name, frame in zip(("probes.csv", "decay.csv"), forgetting_monitor.frames()):
             write_csv(out / name, frame)
     info = {"steps": steps, "paths": state.paths, "paths_per_step": sampler.paths_per_step, "seconds": state.seconds,
             "steps_per_second": steps / max(state.seconds, 1e-9),
             "final_loss": state.log[-1]["loss"] if state.log else None, "steps_per_epoch": len(data.train)}
     after = {"shrink": shrink.state_dict(), "split_step": getattr(model, "split_step_", None)}
+    if alpha_monitor is not None:
+        alpha_monitor.finish(state.step)
+        after["search"] = dict(alpha_monitor.state_dict(), alpha=sampler.alpha.detach().cpu())
     save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(), "train": info, **after})
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return info, after
+
+
+def _alpha_monitor(cfg: Config, model, sampler, data: Data) -> AlphaMonitor:
+    """alpha's record and the sharpness measurements of ``[search]`` (every ... epochs -> steps)."""
+    spe, s = len(data.train), cfg.search
+    every = (lambda epochs: max(1, round(epochs * spe)) if epochs > 0 else 0)
+    images = _first_images(data.search.iter_fixed(), s.sharpness_images) if s.sharpness_every > 0 else []
+    return AlphaMonitor(sampler, model, spe, every(s.alpha_every), every(s.sharpness_every), images,
+                        s.sharpness_iters, cfg.run.seed)
 
 
 def _scorer(cfg: Config, model, data: Data):
@@ -266,7 +304,8 @@ def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], prog
 
 def strategy_label(cfg: Config) -> str:
     """The name a run is compared under: the sampler, plus the shrinking rule and ``few-shot`` when used."""
-    return "+".join([cfg.sampler["name"]] + ([cfg.shrink.rule] if cfg.shrink.rule != "none" else [])
+    name = cfg.sampler["name"] + ("-unrolled" if cfg.sampler.get("unrolled") else "")  # DARTS's second order
+    return "+".join([name] + ([cfg.shrink.rule] if cfg.shrink.rule != "none" else [])
                     + (["few-shot"] if cfg.split.edges else []))
 
 
@@ -323,6 +362,8 @@ def _load_trained(out: Path, model, device: torch.device) -> tuple[dict, dict]:
     model.load_state_dict(saved["model"])
     after = {"shrink": saved.get("shrink", {"alive": Space().alive, "done_rounds": 0, "log": []}),
              "split_step": saved.get("split_step")}
+    if "search" in saved:
+        after["search"] = saved["search"]
     return dict(saved["train"], resumed_after_training=True), after
 
 
@@ -370,6 +411,7 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
         "forgetting": _forgetting_summary(cfg, out, train_info["steps"]),
         "shrink": _shrink_report(cfg, out, model, data, gt, query, after, progress),
         "few_shot": model.describe().get("few_shot"),
+        "alpha": search_report(out, after.get("search"), gt, query, archs, truth, cfg.metrics, seed),
         "estimate": {"n_archs": len(archs), "seconds": est_seconds, "archs_per_second": len(archs) / max(est_seconds, 1e-9),
                      "held_out_images": data.held_out.n},
         "split": data.split_info,

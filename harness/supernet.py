@@ -1,7 +1,11 @@
 """Weight-sharing supernet over NB201's skeleton.
 
 One set of weights per (cell, edge, op); ``forward(x, arch)`` runs only the chosen single path.
-Sampling lives elsewhere (``harness.samplers``); the supernet never draws architectures.
+``forward_weighted(x, weights)`` is the mixed-operation mode of differentiable search (DARTS): every op on
+every edge runs and the edge outputs ``sum_o weights[e, o] * op_o(x)``; with ``active`` (GDAS) only the active
+op of each edge runs. Both use the same modules, so a supernet trained either way is estimated, saved and
+loaded exactly like a single-path one. Sampling lives elsewhere (``harness.samplers``); the supernet never
+draws architectures or owns architecture parameters.
 
 Batch-norm policy (cell ops only; stem, reductions and the head always keep running statistics):
 
@@ -12,11 +16,13 @@ Batch-norm policy (cell ops only; stem, reductions and the head always keep runn
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
 from .nets import Skeleton, make_op
-from .space import EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch
+from .space import EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch
 
 BN_POLICIES = ("batch", "recalibrate")
 _NONE, _SKIP = OPS.index("none"), OPS.index("skip_connect")
@@ -52,6 +58,26 @@ class SearchCell(nn.Module):
             nodes[dst] = out if nodes[dst] is None else nodes[dst] + out
         return nodes[-1] if nodes[-1] is not None else torch.zeros_like(x)
 
+    def forward_weighted(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None
+                         ) -> torch.Tensor:
+        """Mixed ops: edge ``e`` outputs ``sum_o weights[e, o] * op_o(input)``; weights: (6, 5).
+
+        ``none`` contributes nothing (NB201's DARTS multiplies it by zero). With ``active`` (one op per edge,
+        GDAS's hard sample) only that op runs and the other entries of ``weights[e]`` are added as scalars: with
+        straight-through weights their value is exactly zero but they pass gradients to alpha, as in NB201's
+        GDAS (xautodl ``search_cells.NAS201SearchCell.forward_gdas``).
+        """
+        nodes: list[torch.Tensor] = [x] + [torch.zeros_like(x) for _ in range(NUM_NODES - 1)]
+        for e, (src, dst) in enumerate(EDGES):
+            inp, w = nodes[src], weights[e]
+            ops = range(1, NUM_OPS) if active is None else (int(active[e]),)
+            for op in ops:
+                if op != _NONE:
+                    nodes[dst] = nodes[dst] + w[op] * (inp if op == _SKIP else self.edges[e][op](inp))
+            if active is not None:
+                nodes[dst] = nodes[dst] + (w.sum() - w[int(active[e])])
+        return nodes[-1]
+
 
 class Supernet(Skeleton):
     """``forward(x: (B, 3, H, W), arch) -> logits (B, classes)`` through the single path ``arch``."""
@@ -71,6 +97,17 @@ class Supernet(Skeleton):
         x = self.stem(x)
         for cell in self.cells:
             x = cell(x, arch) if isinstance(cell, SearchCell) else cell(x)
+        return self.head(x)
+
+    def forward_weighted(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None
+                         ) -> torch.Tensor:
+        """Mixed-operation forward (see :meth:`SearchCell.forward_weighted`); weights: (6, 5), shared by every cell
+        as in NB201's DARTS and GDAS. ``x: (B, 3, H, W) -> logits (B, classes)``."""
+        if weights.shape != (NUM_EDGES, NUM_OPS):
+            raise ValueError(f"weights must have shape ({NUM_EDGES}, {NUM_OPS}), got {tuple(weights.shape)}")
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell.forward_weighted(x, weights, active) if isinstance(cell, SearchCell) else cell(x)
         return self.head(x)
 
     # One set of shared weights; harness.fewshot.FewShotSupernet has several and routes by architecture.

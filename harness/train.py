@@ -43,11 +43,11 @@ class TrainState:
     seconds: float = 0.0
 
 
-def total_steps(cfg: TrainSection, steps_per_epoch: int, paths_per_step: int = 1) -> int:
+def total_steps(cfg: TrainSection, steps_per_epoch: int, paths_per_step: float = 1) -> int:
     """Optimizer steps of a run: ``max_paths`` / the strategy's paths per step (equal compute), else
     ``max_steps``, else ``epochs`` of the training split."""
     if cfg.max_paths > 0:
-        return max(1, cfg.max_paths // paths_per_step)
+        return max(1, int(cfg.max_paths // paths_per_step))
     return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
 
 
@@ -97,11 +97,14 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
     bar = tqdm(total=steps, initial=state.step, desc="train", unit="step", disable=not progress, leave=False)
     while state.step < steps:
         x, y = next(batches)
-        loss_t, archs = train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
+        if sampler.differentiable:  # a bilevel step of its own (harness/samplers/differentiable.py)
+            loss_t, archs = sampler.train_step(model, x, y, state.step, rng, opt, cfg.grad_clip)
+        else:
+            loss_t, archs = train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
         running += loss_t
         sched.step()
         state.step += 1
-        state.paths += len(archs)
+        state.paths += sampler.passes(archs)
         since += 1
         bar.update(1)
         if monitor is not None:

@@ -52,6 +52,17 @@ SHRINK_MEANING = """\
   the weights and trains and estimates only its architectures, at the same total number of steps.
 """
 
+ALPHA_MEANING = """\
+- **Differentiable strategies** (`darts`, `gdas`, `sd-darts`, `gdas-nsas`) have two estimators. The table's
+  kendall_tau etc. are the **inherited-weight** accuracy of each architecture's single path, as for `uniform`.
+  **alpha_tau / alpha_spearman** rank the same architectures by the **alpha-score**, the sum over edges of
+  log-softmax(alpha) of the architecture's ops. **derived_acc** is the true NB201 accuracy of the derived
+  architecture (argmax alpha per edge) at the end. **parameter_free** is its share of none/skip/pool edges,
+  which is DARTS's known collapse on NB201. **sharpness_last** is the dominant Hessian eigenvalue of the search
+  loss with respect to alpha at the end (power iteration; the largest eigenvalue, not the largest in magnitude).
+  SD-DARTS claims flatter minima than DARTS, so a smaller value.
+"""
+
 REFERENCE_POINTS = """\
 **Published reference points** (NB201 CIFAR-10 with full-size supernet training, far beyond this CPU budget):
 one-shot SPOS reaches Kendall tau about 0.49-0.54, few-shot NAS with 5 sub-supernets about 0.55-0.61, and
@@ -195,6 +206,37 @@ def _reading(records) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _alpha_reading(records) -> str:
+    """What the alpha estimators, the derived architectures and the sharpness show, derived from the numbers."""
+    runs = runs_table(records)
+    if "alpha_tau" not in runs.columns:
+        return ""
+    searched = runs[runs["alpha_tau"].notna() | runs["parameter_free"].notna()]
+    lines = ["**The differentiable strategies, beyond inherited weights.**"]
+    best = max((r.alpha["derived"].get("best_known") or float("nan") for r in records if r.alpha), default=float("nan"))
+    for name, g in searched.groupby("strategy", sort=True):
+        at, it = g["alpha_tau"].to_numpy(float), g["kendall_tau"].to_numpy(float)
+        acc, pf = g["derived_acc"].to_numpy(float), g["parameter_free"].to_numpy(float)
+        derived = ("are not in the ground-truth table" if np.isnan(acc).all() else
+                   f"have true accuracy {np.nanmean(acc):.2f}% (per seed: {', '.join(f'{a:.2f}' for a in acc)}; "
+                   f"best in the space {best:.2f}%)")
+        text = (f"- `{name}` ({len(g)} seed{'s' if len(g) > 1 else ''}): the alpha-score ranks with Kendall tau "
+                f"{np.nanmean(at):.3f}, against {it.mean():.3f} for its own inherited weights. Its final derived "
+                f"architectures {derived}, with {pf.mean() * 100:.0f}% parameter-free edges")
+        if "sharpness_last" in g.columns and g["sharpness_last"].notna().any():
+            text += f"; final sharpness {np.nanmean(g['sharpness_last'].to_numpy(float)):.3f}"
+        lines.append(text + ".")
+    groups = {s: g["sharpness_last"].to_numpy(float) for s, g in searched.groupby("strategy")}
+    if "darts" in groups and "sd-darts" in groups and min(len(groups["darts"]), len(groups["sd-darts"])) >= 2:
+        d, sd = groups["darts"], groups["sd-darts"]
+        p = float(stats.ttest_ind(sd, d, equal_var=False).pvalue)
+        lines.append(f"- SD-DARTS's claim of a flatter search loss: final sharpness {sd.mean():.3f} ± {sd.std(ddof=1):.3f} "
+                     f"for `sd-darts` against {d.mean():.3f} ± {d.std(ddof=1):.3f} for `darts` (Welch's t-test over "
+                     f"seeds p = {p:.2f}): " + ("a difference larger than the seed spread." if p < 0.05 else
+                                                 "not a difference this run can demonstrate."))
+    return "\n".join(lines) + "\n\n"
+
+
 def _details(run_dir: Path) -> str:
     m = json.loads((run_dir / "metrics.json").read_text())
     t, e, s, env = m["train"], m["estimate"], m["supernet"], m["environment"]
@@ -211,7 +253,7 @@ def render(records, run_dirs, args) -> str:
     shrinking = any(r.shrink for r in records) or any("few-shot" in r.strategy for r in records)
     plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress", "forgetting_probe_acc",
                                                                  "forgetting_drop", "forgetting_probe_tau", "shrink_retention",
-                                                                 "shrink_alive", "shrink_scores")
+                                                                 "shrink_alive", "shrink_scores", "alpha_search")
                     if (Path(args.out) / f"{name}.png").exists())
     return f"""# {args.title}
 
@@ -228,9 +270,9 @@ Per-run tables: [summary.md](summary.md), [compare.csv](compare.csv).
 
 ## What the numbers mean
 
-{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}{SHRINK_MEANING if shrinking else ''}
+{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}{SHRINK_MEANING if shrinking else ''}{ALPHA_MEANING if any(r.alpha for r in records) else ''}
 {_summary(records)}{_reading(records)}{_noise_floor(first)}
-{_shrink_reading(records)}{REFERENCE_POINTS if shrinking else ''}
+{_shrink_reading(records)}{_alpha_reading(records)}{REFERENCE_POINTS if shrinking else ''}
 ## Plots
 
 {plots}## Runs

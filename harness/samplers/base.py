@@ -61,12 +61,18 @@ class Sampler:
     """Base class. Subclasses implement :meth:`plan`; the runner passes in the ``rng``.
 
     ``paths_per_step`` is the number of forward/backward passes a step costs once the strategy is warmed
-    up; ``[train] max_paths`` divides by it so strategies can be compared at equal compute.
+    up (single-path equivalents: a mixed-op pass counts 4, see samplers/differentiable.py);
+    ``[train] max_paths`` divides by it so strategies can be compared at equal compute.
     """
 
     name = "base"
-    paths_per_step = 1
+    paths_per_step: float = 1
+    differentiable = False  # True: the strategy runs its own step (train_step); see samplers/differentiable.py
     allowed: list[list[int]]
+
+    def passes(self, archs: Sequence[Arch]) -> float:
+        """Forward/backward passes (single-path equivalents) the step that trained ``archs`` cost."""
+        return len(archs)
 
     def restrict(self, allowed: Sequence[Sequence[int]]) -> None:
         """Narrow the space mid-run (a shrinker removed ops): from now on no plan trains a removed op,

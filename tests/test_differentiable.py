@@ -1,0 +1,429 @@
+"""Differentiable search: the mixed-op supernet, DARTS / SD-DARTS / GDAS / GDAS-NSAS, alpha estimators, sharpness."""
+import copy
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.alpha import alpha_score, derived_arch, dominant_eigenvalue, parameter_free_fraction, rank_by_score, vote
+from harness.compare import figures, load_run, runs_table
+from harness.config import ConfigError, TrainSection, load_config
+from harness.plots import alpha_curves
+from harness.runner import run_experiment
+from harness.samplers import SAMPLERS
+from harness.samplers.differentiable import DARTSSampler, SDDARTSSampler
+from harness.samplers.gdas import GDASSampler, gumbel_hard
+from harness.search import alpha_scores
+from harness.space import NUM_ARCHS, NUM_EDGES, NUM_OPS, OPS, Arch, all_archs, parse_arch, random_arch
+from harness.supernet import SearchCell, Supernet
+from harness.train import TrainState, make_optimizer, train
+
+from .helpers import interrupt_training_at
+from .test_runner import ARCHS, config  # noqa: F401  (the tiny run fixture)
+
+DIFFERENTIABLE = [n for n in SAMPLERS.names() if SAMPLERS.get(n).differentiable]
+NONE, SKIP = OPS.index("none"), OPS.index("skip_connect")
+
+
+def _batches(n=8, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _net(seed=0, bn_policy="batch"):
+    torch.manual_seed(seed)
+    return Supernet(C=4, N=1, num_classes=10, bn_policy=bn_policy)
+
+
+# ---- the mixed-op supernet ----------------------------------------------------------------------------------
+
+def test_mixed_op_is_the_weighted_sum_of_the_single_ops():
+    """Node 3 is linear in the weights of the edges into it: the mixed cell's output must equal the weighted sum
+    of single-path cells in which one of those edges carries one op (the others 'none'), all computed by the
+    single-path forward."""
+    torch.manual_seed(0)
+    cell = SearchCell(4, affine=False, track_running_stats=False).eval()
+    x = torch.randn(6, 4, 8, 8)
+    rng = random.Random(0)
+    into_3 = [e for e in range(NUM_EDGES) if e >= 3]  # edges 0->3, 1->3, 2->3
+    for _ in range(5):
+        prefix = [rng.randrange(NUM_OPS) for _ in range(3)]
+        w = torch.zeros(NUM_EDGES, NUM_OPS)
+        for e in range(3):
+            w[e, prefix[e]] = 1.0
+        w[3:] = torch.rand(3, NUM_OPS)  # arbitrary weights, not even normalised
+        expected = torch.zeros_like(x)
+        for e in into_3:
+            for o in range(1, NUM_OPS):
+                arch = Arch(prefix + [o if k == e else NONE for k in into_3])
+                expected += w[e, o] * cell(x, arch)
+        with torch.no_grad():
+            assert torch.allclose(cell.forward_weighted(x, w), expected, atol=1e-5)
+
+
+def test_one_hot_weights_give_the_single_path_network():
+    net = _net().eval()
+    x = next(_batches())[0]
+    rng = random.Random(1)
+    for arch in [parse_arch(a) for a in ARCHS] + [random_arch(rng) for _ in range(10)]:
+        w = F.one_hot(torch.tensor(arch), NUM_OPS).float()
+        with torch.no_grad():
+            assert torch.allclose(net.forward_weighted(x, w), net(x, arch), atol=1e-5), arch
+    with pytest.raises(ValueError, match="shape"):
+        net.forward_weighted(x, torch.zeros(5, 5))
+
+
+def _called_ops(net, run):
+    """(cell, edge, op) of every op module called while ``run()`` executes, with call counts."""
+    calls, handles = {}, []
+    cells = [c for c in net.cells if isinstance(c, SearchCell)]
+    for ci, cell in enumerate(cells):
+        for e, ops in enumerate(cell.edges):
+            for o, module in enumerate(ops):
+                def hook(_m, _i, _o, key=(ci, e, o)):
+                    calls[key] = calls.get(key, 0) + 1
+                handles.append(module.register_forward_hook(hook))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return calls, len(cells)
+
+
+def test_gdas_runs_exactly_one_op_per_edge_in_forward():
+    net = _net()
+    x, y = next(_batches())
+    sampler = GDASSampler()
+    sampler.attach(net, _batches(seed=1), steps=100, seed=0)
+    modules_run = {OPS.index(n) for n in ("nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")}
+    seen, learned = set(), 0
+    for step in range(30):
+        box = {}
+
+        def run():
+            box["loss"], box["arch"] = sampler.path_loss(net, x, y, step, sampler.alpha)
+        calls, n_cells = _called_ops(net, run)
+        arch = box["arch"]
+        seen.update(arch)
+        expected = {(c, e, arch[e]): 1 for c in range(n_cells) for e in range(NUM_EDGES) if arch[e] in modules_run}
+        assert calls == expected  # the sampled op of every edge, once; nothing else (skip and none run no module)
+        (grad,) = torch.autograd.grad(box["loss"], sampler.alpha)
+        assert torch.isfinite(grad).all()
+        learned += bool((grad != 0).any())
+    assert seen == set(range(NUM_OPS))
+    # alpha learns from the single path (a path whose output node has one input edge can give exactly zero: the
+    # batch-statistics BN after the cell cancels the scale of that edge's weight)
+    assert learned >= 15
+    # the DARTS mixed op, by contrast, runs every op of every edge
+    calls, n_cells = _called_ops(net, lambda: net.forward_weighted(x, torch.full((NUM_EDGES, NUM_OPS), 0.2)))
+    assert calls == {(c, e, o): 1 for c in range(n_cells) for e in range(NUM_EDGES) for o in modules_run}
+
+
+def test_gumbel_hard_sample_is_one_hot_with_soft_gradients_and_follows_alpha():
+    alpha = torch.tensor([[0.0, 0, 0, 3, 0]] * NUM_EDGES, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    counts = np.zeros(NUM_OPS)
+    for _ in range(400):
+        hard, index = gumbel_hard(alpha, 1.0, g)
+        assert torch.allclose(hard.detach(), F.one_hot(index, NUM_OPS).float(), atol=1e-6)
+        counts += np.bincount(index.numpy(), minlength=NUM_OPS)
+    p = torch.softmax(alpha.detach()[0], 0).numpy()
+    assert np.allclose(counts / counts.sum(), p, atol=0.04)  # Gumbel-max draws follow softmax(alpha)
+    hard.sum().backward()
+    assert alpha.grad is not None
+
+
+def test_gdas_temperature_decays_linearly_from_tau_max_to_tau_min():
+    s = GDASSampler(tau_max=10, tau_min=0.1)
+    s.attach(_net(), _batches(), steps=100, seed=0)
+    assert s.tau(0) == 10 and s.tau(99) == pytest.approx(0.1) and s.tau(50) == pytest.approx(10 - 9.9 * 50 / 99)
+
+
+# ---- every differentiable strategy ----------------------------------------------------------------------------
+
+def _skip(stream, n):
+    for _ in range(n):
+        next(stream)
+    return stream
+
+
+def _run(name, steps, state=None):
+    """Train a tiny supernet with ``name`` up to ``steps`` (continuing from ``state``); batches depend only on the
+    step, so a resumed run sees what an uninterrupted one would."""
+    net = _net()
+    sampler = SAMPLERS.get(name)()
+    cfg = TrainSection(lr=0.05, log_every=2)
+    opt, sched = make_optimizer(net, cfg, 20)
+    done = state["state"]["step"] if state else 0
+    sampler.attach(net, _skip(_batches(seed=7), done), steps=20, seed=0)  # one search batch per step
+    st = TrainState()
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        sampler.load_state_dict(state["sampler"])
+        st = TrainState(**state["state"])
+    st = train(net, sampler, _skip(_batches(seed=3), done), cfg, steps, random.Random(0), opt, sched, st,
+               progress=False)
+    saved = copy.deepcopy({"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                           "sampler": sampler.state_dict(), "state": vars(st)})
+    return sampler, st, saved
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_differentiable_conformance(name):
+    sampler, st, _ = _run(name, 4)
+    before = torch.zeros(NUM_EDGES, NUM_OPS)
+    assert sampler.alpha.shape == (NUM_EDGES, NUM_OPS) and not torch.allclose(sampler.alpha.detach(), before)
+    assert all(np.isfinite(r["loss"]) for r in st.log) and st.step == 4
+    assert st.paths > 0 and st.paths <= 4 * sampler.paths_per_step + 1e-9
+    # resuming from a state_dict continues exactly as an uninterrupted run would
+    _, _, at2 = _run(name, 2)
+    resumed, _, _ = _run(name, 4, state=at2)
+    straight, _, _ = _run(name, 4)
+    assert torch.equal(resumed.alpha.detach(), straight.alpha.detach())
+    with pytest.raises(TypeError, match="differentiable"):
+        sampler.plan(0, random.Random(0))
+    with pytest.raises(ValueError, match="shrinking"):
+        sampler.restrict([[1, 2]] * NUM_EDGES)
+    sampler.restrict([list(range(NUM_OPS))] * NUM_EDGES)  # the whole space is fine (a resumed run restricts to it)
+
+
+def test_unattached_sampler_says_what_to_do():
+    with pytest.raises(RuntimeError, match="attach"):
+        DARTSSampler().state_dict()
+
+
+def test_darts_alpha_step_follows_the_search_loss_gradient():
+    """One first-order step: Adam's first update moves every alpha entry by -lr * sign(gradient), where the
+    gradient is that of the search loss at the updated weights."""
+    net = _net()
+    s = DARTSSampler(arch_weight_decay=0.0, alpha_init_scale=0.0)
+    search = _batches(seed=5)
+    s.attach(net, search, steps=10, seed=0)
+    probe = copy.deepcopy(next(_batches(seed=5)))  # what the sampler will draw
+    opt, _ = make_optimizer(net, TrainSection(), 10)
+    s.train_step(net, *next(_batches(seed=1)), 0, random.Random(0), opt, 5.0)
+    a0 = torch.zeros(NUM_EDGES, NUM_OPS, requires_grad=True)
+    (g,) = torch.autograd.grad(F.cross_entropy(net.forward_weighted(probe[0], a0.softmax(-1)), probe[1]), a0)
+    moved = s.alpha.detach()
+    assert torch.allclose(moved, -3e-4 * torch.sign(g), atol=1e-6)
+
+
+def test_unrolled_darts_reduces_to_first_order_without_a_virtual_step():
+    """With the virtual step's learning rate at 0, w' = w and the implicit term vanishes: the second-order
+    gradient equals the first-order one."""
+    net = _net()
+    s = DARTSSampler(unrolled=True)
+    s.attach(net, _batches(seed=2), steps=10, seed=0)
+    opt, _ = make_optimizer(net, TrainSection(lr=0.0, lr_min=0.0, weight_decay=0.0), 10)
+    x, y = next(_batches(seed=3))
+    xs, ys = next(_batches(seed=4))
+    g2 = s.unrolled_grad(net, x, y, xs, ys, opt)
+    (g1,) = torch.autograd.grad(F.cross_entropy(net.forward_weighted(xs, s.alpha.softmax(-1)), ys), s.alpha)
+    assert torch.allclose(g2, g1, atol=1e-6)
+    opt, _ = make_optimizer(net, TrainSection(lr=0.5), 10)
+    assert not torch.allclose(s.unrolled_grad(net, x, y, xs, ys, opt), g1, atol=1e-6)  # the lr matters
+
+
+# ---- SD-DARTS voting teachers ---------------------------------------------------------------------------------
+
+def test_vote_rules_give_probability_distributions():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.randn(3, 7, 10, generator=g).softmax(-1)
+    mean = vote(probs, "mean")
+    assert torch.allclose(mean.sum(-1), torch.ones(7)) and (mean >= 0).all()
+    assert torch.allclose(mean, (probs[0] + probs[1] + probs[2]) / 3)
+    hard = vote(probs, "majority")
+    assert torch.allclose(hard.sum(-1), torch.ones(7)) and (hard >= 0).all()
+    for b in range(7):  # share of teachers whose argmax is each class
+        votes = [int(probs[t, b].argmax()) for t in range(3)]
+        assert hard[b].tolist() == pytest.approx([votes.count(c) / 3 for c in range(10)])
+    with pytest.raises(ValueError, match="valid: mean, majority"):
+        vote(probs, "median")
+
+
+@pytest.mark.parametrize("select", ["recent", "best"])
+def test_voting_teachers_are_the_chosen_snapshots(select):
+    net = _net()
+    s = SDDARTSSampler(teachers=2, select=select, pool=4, temperature=3.0)
+    s.attach(net, _batches(seed=2), steps=10, seed=0)
+    x = next(_batches(seed=9))[0]
+    assert s.teacher_distribution(x) is None  # no snapshot yet: no distillation term
+    losses = [0.9, 0.2, 0.7, 0.4, 0.8]
+    states = []
+    for step, loss in enumerate(losses, 1):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+            s.alpha.add_(0.1)
+        states.append((copy.deepcopy(net.state_dict()), s.alpha.detach().clone()))
+        s.snapshot(net, step, loss)
+    assert len(s.snapshots_) == (2 if select == "recent" else 4)  # the pool keeps the most recent
+    chosen = [c["step"] for c in s.chosen()]
+    assert chosen == ([4, 5] if select == "recent" else [2, 4])  # best: the lowest losses of steps 2..5: 0.2, 0.4
+    with torch.no_grad():
+        for p in net.parameters():  # the live model moves on; snapshots are copies
+            p.add_(1.0)
+    teacher = s.teacher_distribution(x)
+    expected = []
+    for step in chosen:
+        ref = _net()
+        ref.load_state_dict(states[step - 1][0])
+        with torch.no_grad():
+            expected.append((ref.forward_weighted(x, states[step - 1][1].softmax(-1)) / 3.0).softmax(-1))
+    assert torch.allclose(teacher, torch.stack(expected).mean(0), atol=1e-6)
+    assert torch.allclose(teacher.sum(-1), torch.ones(len(x))) and (teacher >= 0).all()
+
+
+def test_sd_darts_adds_the_distillation_term():
+    net = _net()
+    s = SDDARTSSampler(teachers=1, beta=2.0, temperature=2.0)
+    s.attach(net, _batches(seed=2), steps=10, seed=0)
+    x, y = next(_batches(seed=3))
+    plain = F.cross_entropy(net.forward_weighted(x, s.alpha.detach().softmax(-1)), y)
+    assert torch.allclose(s.weight_loss(net, x, y), plain)
+    s.snapshot(net, 1, 0.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.1)
+    logits = net.forward_weighted(x, s.alpha.detach().softmax(-1))
+    teacher = s.teacher_distribution(x)
+    kl = (teacher * (teacher.log() - F.log_softmax(logits / 2.0, -1))).sum(-1).mean()
+    assert torch.allclose(s.weight_loss(net, x, y), F.cross_entropy(logits, y) + 2.0 * 4.0 * kl, atol=1e-6)
+    with pytest.raises(ValueError, match="pool"):
+        SDDARTSSampler(teachers=3, select="best", pool=2)
+
+
+# ---- alpha estimators and sharpness ---------------------------------------------------------------------------
+
+def test_alpha_score_ranks_all_15625_architectures_deterministically():
+    alpha = torch.randn(NUM_EDGES, NUM_OPS, generator=torch.Generator().manual_seed(0))
+    frame = alpha_scores(alpha, lambda archs: np.full(len(archs), np.nan))
+    assert len(frame) == NUM_ARCHS and sorted(frame["rank"]) == list(range(1, NUM_ARCHS + 1))
+    assert frame.equals(alpha_scores(alpha.clone(), lambda archs: np.full(len(archs), np.nan)))
+    logp = torch.log_softmax(alpha.double(), -1)
+    for i in (0, 17, 4242, NUM_ARCHS - 1):  # the score is the log-probability of the ops
+        arch = Arch.from_index(i)
+        assert frame.loc[i, "alpha_score"] == pytest.approx(float(sum(logp[e, o] for e, o in enumerate(arch))))
+    best = frame.loc[frame["rank"] == 1, "arch"].item()
+    assert best == derived_arch(alpha).to_str()
+    ordered = frame.sort_values("rank")
+    assert (np.diff(ordered["alpha_score"].to_numpy()) <= 0).all()
+    # ties (alpha at 0: every architecture equally likely) are broken by NB201 index, the same every time
+    tied = alpha_scores(torch.zeros(NUM_EDGES, NUM_OPS), lambda archs: np.full(len(archs), np.nan))
+    assert (tied["rank"] == tied["nb201_index"] + 1).all()
+    assert (rank_by_score(np.array([1.0, 2.0, 2.0]), np.array([5, 9, 3])) == [3, 2, 1]).all()
+
+
+def test_derived_architecture_and_its_parameter_free_share():
+    alpha = np.zeros((NUM_EDGES, NUM_OPS))
+    for e, op in enumerate([3, 1, 0, 4, 2, 1]):
+        alpha[e, op] = 1.0
+    arch = derived_arch(alpha)
+    assert list(arch) == [3, 1, 0, 4, 2, 1]
+    assert parameter_free_fraction(arch) == pytest.approx(4 / 6)  # skip, none, pool, skip
+    assert alpha_score(alpha, np.asarray([arch])).item() == pytest.approx(6 * (1 - np.log(np.e + 4)))
+
+
+def test_power_iteration_finds_the_dominant_hessian_eigenvalue():
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=torch.float64))
+    eig = torch.linspace(-1.0, 4.0, 30, dtype=torch.float64)
+    h = q @ torch.diag(eig) @ q.T
+    value, used = dominant_eigenvalue(lambda a: 0.5 * a.flatten() @ h @ a.flatten() + a.sum() ** 3 * 0,
+                                      torch.zeros(NUM_EDGES, NUM_OPS, dtype=torch.float64), iters=500,
+                                      generator=g, tol=1e-10)
+    assert value == pytest.approx(4.0, rel=1e-4) and used < 500
+    # the largest eigenvalue, not the largest in magnitude: with eigenvalues in [-5, 2] it is 2
+    h2 = q @ torch.diag(torch.linspace(-5.0, 2.0, 30, dtype=torch.float64)) @ q.T
+    value, _ = dominant_eigenvalue(lambda a: 0.5 * a.flatten() @ h2 @ a.flatten(),
+                                   torch.zeros(NUM_EDGES, NUM_OPS, dtype=torch.float64), iters=2000, generator=g,
+                                   tol=1e-12)
+    assert value == pytest.approx(2.0, rel=1e-3)
+
+
+# ---- config and end to end ------------------------------------------------------------------------------------
+
+def test_config_rejects_what_does_not_apply():
+    with pytest.raises(ConfigError, match="sharpness_every needs a differentiable sampler.*darts"):
+        load_config(None, ["search.sharpness_every=1.0"])
+    with pytest.raises(ConfigError, match="shrink"):
+        load_config(None, ["sampler.name='darts'", "shrink.rule='angle'"])
+    with pytest.raises(ConfigError, match="did you mean 'teachers'|Did you mean 'teachers'"):
+        load_config(None, ["sampler.name='sd-darts'", "sampler.teacher=3"])
+    with pytest.raises(ConfigError, match="search"):
+        load_config(None, ["search.sharpness_iters=0"])
+
+
+@pytest.fixture
+def dconfig(config):
+    config.data.valid_subset = 30  # the other 30 held-out images train alpha
+    config.sampler = {"name": "darts"}
+    config.search.alpha_every = 0.25
+    config.search.sharpness_every = 2.0  # 5 steps per epoch: every 10 steps
+    config.search.sharpness_iters = 3
+    config.forgetting.probes = 0
+    return config
+
+
+def test_differentiable_run_writes_alpha_estimators_and_sharpness(tmp_path, dconfig):
+    out = tmp_path / "run"
+    metrics = run_experiment(dconfig, out, progress=False)
+    spe = metrics["train"]["steps_per_epoch"]
+    records = pd.read_csv(out / "alpha.csv")
+    assert records["step"].iloc[0] == 0 and records["step"].iloc[-1] == 20
+    assert records["parameter_free"].between(0, 1).all()
+    probs = records[[c for c in records if c.startswith("p_e0_")]].to_numpy()
+    assert np.allclose(probs.sum(1), 1.0)
+    sharp = pd.read_csv(out / "sharpness.csv")
+    assert sharp["step"].tolist() == [0, 2 * spe, 20] and np.isfinite(sharp["eigenvalue"]).all()
+    scores = pd.read_csv(out / "alpha_scores.csv")
+    assert len(scores) == NUM_ARCHS and scores["ground_truth"].notna().sum() == len(ARCHS)
+    block = json.loads((out / "metrics.json").read_text())["alpha"]
+    assert block["derived"]["arch"] == records["derived"].iloc[-1] == derived_arch(np.array(block["alpha"])).to_str()
+    assert block["ranking"]["n_archs"] == len(ARCHS) and block["sharpness"]["n"] == len(sharp)
+    est = pd.read_csv(out / "estimates.csv")  # the single paths with inherited weights, as for any strategy
+    assert est["estimate"].between(0, 100).all() and len(est) == len(ARCHS)
+    assert metrics["split"]["n_search_used"] == 30 and not metrics["split"]["search_overlaps_estimation"]
+    # compare reads both estimators and draws the derived-architecture / sharpness figure
+    record = load_run(out)
+    row = runs_table([record]).iloc[0]
+    assert row["alpha_tau"] == pytest.approx(block["ranking"]["kendall_tau"]["value"], nan_ok=True)
+    assert row["parameter_free"] == block["derived"]["parameter_free_fraction"]
+    assert row["sharpness_last"] == pytest.approx(sharp["eigenvalue"].iloc[-1])
+    fig = figures([record])["alpha_search"]
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1, 1]
+
+
+def test_alpha_curves_average_seeds_and_reject_bad_input():
+    alpha = [pd.DataFrame({"epoch": [0.0, 1.0], "ground_truth": [80.0, 90.0 + s], "parameter_free": [0.5, 0.5 + s / 10]})
+             for s in range(3)]
+    sharp = [pd.DataFrame({"epoch": [0.0, 1.0], "eigenvalue": [0.1, 0.2 + s]}) for s in range(3)]
+    fig = alpha_curves({"darts": [{"alpha": a, "sharpness": h} for a, h in zip(alpha, sharp)],
+                        "gdas": [{"alpha": alpha[0], "sharpness": None}]})
+    acc, pf, eig = fig.axes
+    assert len(acc.lines) == 2 and len(eig.lines) == 1  # gdas has no sharpness
+    assert acc.lines[0].get_ydata().tolist() == pytest.approx([80.0, 91.0])  # mean over the 3 seeds
+    assert eig.lines[0].get_ydata().tolist() == pytest.approx([0.1, 1.2])
+    with pytest.raises(ValueError, match="empty"):
+        alpha_curves({})
+    with pytest.raises(ValueError, match="lacks columns"):
+        alpha_curves({"x": [{"alpha": pd.DataFrame({"epoch": [0.0]}), "sharpness": None}]})
+
+
+def test_differentiable_run_resumes_with_alpha_and_its_record(tmp_path, dconfig, monkeypatch):
+    out = tmp_path / "run"
+    interrupt_training_at(12, dconfig, out, monkeypatch, owner=DARTSSampler)
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert saved["state"]["step"] == 10 and saved["sampler"]["alpha"].abs().sum() > 0
+    run_experiment(dconfig, out, progress=False)
+    records = pd.read_csv(out / "alpha.csv")
+    assert records["step"].is_monotonic_increasing and records["step"].iloc[0] == 0  # the record kept its start
+    assert records["step"].iloc[-1] == 20
