@@ -413,7 +413,7 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
         "few_shot": model.describe().get("few_shot"),
         "alpha": search_report(out, after.get("search"), gt, query, archs, truth, cfg.metrics, seed),
         "estimate": {"n_archs": len(archs), "seconds": est_seconds, "archs_per_second": len(archs) / max(est_seconds, 1e-9),
-                     "held_out_images": data.held_out.n},
+                     "held_out_images": data.held_out.n, "mean_estimate": float(frame["estimate"].mean())},
         "split": data.split_info,
         "supernet": model.describe(),
         "environment": environment(device, seed),

@@ -65,6 +65,34 @@ def test_constant_estimator_gives_undefined_correlation_and_null_json(tmp_path):
     g = np.arange(10.0)
     e = np.full(10, 42.0)
     assert np.isnan(M.kendall_tau(e, g)) and np.isnan(M.spearman(e, g)) and np.isnan(M.pearson(e, g))
-    assert M.regret(e, g) == 9.0  # ties resolved to the first architecture: deterministic
+    assert M.regret(e, g) == pytest.approx(4.5)  # a random pick among all 10 tied: 9 - mean(0..9)
     write_json(tmp_path / "m.json", {"tau": M.kendall_tau(e, g), "ok": 1.5})
     assert json.loads((tmp_path / "m.json").read_text()) == {"tau": None, "ok": 1.5}
+
+
+def test_ties_are_resolved_in_expectation_not_by_input_order():
+    # by hand: n = 20, top 5% = 1 architecture, top 10% = 2. The estimator ties items 0..3 at its top; the true
+    # best is item 2 and the true second item 19. A random order of the tie puts item 2 first with probability 1/4.
+    g = np.arange(20, dtype=float)
+    g[2], g[19] = 100.0, 50.0
+    e = np.zeros(20)
+    e[:4] = 7.0
+    assert M.precision_at_top(e, g, 5) == pytest.approx(1 / 4)
+    # top 2 of the estimator: 2 of the 4 tied, each in with probability 1/2; true top 2 = {2, 19}: only item 2
+    # can be hit, so the expected overlap is 1/2 of 2 slots
+    assert M.precision_at_top(e, g, 10) == pytest.approx(0.5 / 2)
+    # regret: best 100 minus the mean truth of the tied top {0: 0, 1: 1, 2: 100, 3: 3}
+    assert M.regret(e, g) == pytest.approx(100 - (0 + 1 + 100 + 3) / 4)
+    # the same numbers whatever the input order
+    perm = np.random.default_rng(0).permutation(20)
+    assert M.precision_at_top(e[perm], g[perm], 5) == pytest.approx(1 / 4)
+    assert M.regret(e[perm], g[perm]) == pytest.approx(M.regret(e, g))
+
+
+def test_ties_in_the_ground_truth_share_the_top_slots():
+    # true values tie 3 ways at the top; the estimator picks item 0 alone: it is in the true top-1 w.p. 1/3
+    g = np.array([5.0, 5.0, 5.0] + [0.0] * 17)
+    e = np.arange(20, dtype=float)[::-1].copy()
+    assert M.precision_at_top(e, g, 5) == pytest.approx(1 / 3)
+    assert M.regret(e, g) == 0.0
+    assert M.top_inclusion(np.array([3.0, 1.0, 1.0, 1.0, 0.0]), 2).tolist() == pytest.approx([1, 1 / 3, 1 / 3, 1 / 3, 0])
