@@ -117,6 +117,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_regress(args: argparse.Namespace) -> int:
+    from .suite import SUITE, regress
+
+    out = Path(args.out) if args.out else Path("runs") / "regress"
+    passed, text = regress(out, Path(args.suite or SUITE), args.entry, args.record, args.workers)
+    print(text)
+    if not args.record:
+        print(f"regress {'passed' if passed else 'FAILED'} (runs in {out})")
+    return 0 if passed else 1
+
+
 def cmd_space_export(args: argparse.Namespace) -> int:
     from .nets import arch_costs
     from .space import iter_archs
@@ -218,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--sigmas", type=float, default=3.0,
                      help="with --update from several runs: tolerance >= this many std of the runs (default 3)")
     chk.set_defaults(func=cmd_check)
+
+    reg = sub.add_parser("regress", help="the ranking-regression suite: statistical test against recorded baselines",
+                         epilog="examples:\n  nb201-harness regress\n  nb201-harness regress --entry uniform --out runs/r"
+                                "\n  nb201-harness regress --record --entry uniform   # rewrite its baseline (10 seeds)"
+                                "\nexit status: 0 passed, 1 regressed, 2 bad input or a baseline for another config",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    reg.add_argument("--suite", help="suite file (default tests/regression/suite.toml)")
+    reg.add_argument("--entry", action="append", help="only this entry (repeatable; a subset is its own family)")
+    reg.add_argument("--out", help="run directories go to OUT/ENTRY/seedS (default runs/regress); finished ones "
+                                   "of the same config are reused")
+    reg.add_argument("--record", action="store_true", help="run the baseline seeds and rewrite the baselines")
+    reg.add_argument("--workers", type=int, default=0, help="runs at once, 1 thread each (default: one per core)")
+    reg.set_defaults(func=cmd_regress)
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", required=True)
     sx = space.add_parser("export", help="one row per architecture: NB201 string, parameters, FLOPs",
