@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(func=cmd_compare)
 
     chk = sub.add_parser("check", help="fail when a run's ranking quality fell below a committed baseline",
-                         epilog="examples:\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json"
-                                "\n  nb201-harness check runs/demo/uniform --baseline tests/regression/demo-uniform.json "
+                         epilog="examples:\n  nb201-harness check runs/demo/uniform --baseline my-baseline.json"
+                                "\n  nb201-harness check runs/demo/uniform --baseline my-baseline.json "
                                 "--update --description 'uniform, demo config'\n  nb201-harness check runs/s0/uniform "
                                 "runs/s1/uniform runs/s2/uniform --baseline B.json --update --description 'three seeds'"
                                 "\nexit status: 0 passed, 1 regressed, "
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
                      help="the run to check; with --update, one or several runs of the same experiment")
-    chk.add_argument("--baseline", required=True, help="baseline JSON (tests/regression/*.json)")
+    chk.add_argument("--baseline", required=True, help="baseline JSON (format 1; the CI suite's baselines are `regress`'s)")
     chk.add_argument("--tolerance", type=float, default=None,
                      help="allowed drop for metrics without their own tolerance (default 0.05)")
     chk.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")

@@ -169,9 +169,10 @@ def entry_config(entry: Entry, seed: int):
 
 
 def config_digest(entry: Entry) -> str:
-    """sha256 of the config file's text and the overrides: a baseline is for exactly this experiment."""
-    text = _config_path(entry).read_text() + "\n".join(entry.sets)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 of the entry's resolved config (every key, defaults included; seed 0, paths as written): a baseline
+    is for exactly this experiment, and comments or key order in the file do not matter."""
+    cfg = load_config(_config_path(entry), [*entry.sets, "run.seed=0"])
+    return hashlib.sha256(cfg.to_toml().encode()).hexdigest()
 
 
 def _run_one(entry: Entry, seed: int, run_dir: Path) -> tuple[str, int, float]:

@@ -8,7 +8,6 @@ import pytest
 from harness import regression as R
 from harness.io import write_json
 
-EXAMPLE_RUN = Path(__file__).resolve().parents[1] / "reports" / "cifar10-cpu-smoke" / "run"
 
 # shaped like reports/cifar10-cpu-smoke/run/metrics.json (sections the check does not read are trimmed)
 RUN = {
@@ -229,14 +228,6 @@ def test_read_run_metrics_rejects_unfinished_and_malformed_runs(tmp_path):
     write_json(tmp_path / "odd" / "metrics.json", {"ranking": {"n_archs": 3}})
     with pytest.raises(R.RegressionError, match="lacks 'ground_truth.query'"):
         R.read_run_metrics(tmp_path / "odd")
-
-
-@pytest.mark.skipif(not (EXAMPLE_RUN / "metrics.json").exists(), reason="example run report absent")
-def test_example_run_checks_against_its_own_baseline(tmp_path):
-    run = R.read_run_metrics(EXAMPLE_RUN)
-    R.write_baseline(tmp_path / "b.json", R.make_baseline(run, "cifar10 cpu smoke"))
-    result = R.check_run(run, R.load_baseline(tmp_path / "b.json"))
-    assert result.passed and [r.status for r in result.rows] == ["ok"] * len(R.DEFAULT_METRICS)
 
 
 def test_baseline_from_several_runs_records_their_mean_and_a_spread_based_tolerance():

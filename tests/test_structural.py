@@ -117,10 +117,16 @@ def test_trained_ops_are_uniform_within_binomial_bounds(observed):
         assert lo <= c <= hi, f"{op} trained {c} times of {n} edge draws; uniform gives {lo:.0f}..{hi:.0f}"
 
 
-@pytest.mark.parametrize("name,expected_per_step", [("uniform", None), ("fairnas", "exact"), ("nsas", None)])
-def test_sampler_op_frequencies(name, expected_per_step):
+PLAN_BASED = [n for n in SAMPLERS.names() if not SAMPLERS.get(n).differentiable]
+
+
+@pytest.mark.parametrize("name", PLAN_BASED)
+def test_sampler_op_frequencies(name):
     """The strategy's own architecture of each step: every op of every edge within binomial bounds (p = 1/5,
-    two-sided 1e-6 per cell); FairNAS exactly once per op and edge in every step."""
+    two-sided 1e-6 per cell): uniform draws, the NSAS family's current architecture, FairNAS's group; novelty
+    search favours rarely seen ops, which keeps it inside the same bounds. FairNAS: every op of every edge
+    exactly once in every step."""
+    expected_per_step = "exact" if name == "fairnas" else None
     sampler = SAMPLERS.get(name)()
     rng, counts, steps = random.Random(0), np.zeros((NUM_EDGES, NUM_OPS), int), 2000
     for step in range(steps):
@@ -208,3 +214,20 @@ def test_estimation_scores_against_the_true_labels():
     batches = [(x[i:i + 128], y[i:i + 128]) for i in range(0, len(keep), 128)]
     rows = estimate_archs(oracle, [parse_arch(ARCHS[0])], batches, progress=False)
     assert rows[0]["estimate"] == 100.0, "estimation scored against labels other than the images' own"
+
+
+@pytest.mark.parametrize("tau", [10.0, 0.1])
+def test_gdas_samples_ops_with_the_softmax_of_alpha(tau):
+    """GDAS's hard sample is the argmax of Gumbel-perturbed log-probabilities: categorical with softmax(alpha)
+    for any temperature. Counts per edge within binomial bounds of those probabilities."""
+    from harness.samplers.gdas import gumbel_hard
+
+    alpha = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5]] * NUM_EDGES)
+    probs, n = alpha.softmax(-1)[0].numpy(), 4000
+    g = torch.Generator().manual_seed(0)
+    counts = np.zeros((NUM_EDGES, NUM_OPS), int)
+    for _ in range(n):
+        _, index = gumbel_hard(alpha, tau, g)
+        counts[range(NUM_EDGES), index.numpy()] += 1
+    lo, hi = stats.binom.interval(1 - 1e-6, n, probs)
+    assert ((counts >= lo) & (counts <= hi)).all(), (counts.tolist(), lo, hi)
