@@ -33,9 +33,37 @@ from .io import write_json
 from .metrics import metric_functions
 
 FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A metric a baseline can guard: where it lives in metrics.json, which way is worse, and what chance scores."""
+
+    path: str  # dotted key path in metrics.json
+    direction: str  # "higher" (higher is better), "lower" (lower is better) or "two-sided" (any change)
+    floor: str | None = None  # value of a random ranking: "zero", "top5", "regret" (from estimates.csv), "space"
+
+
+# Beyond the ranking block: forgetting, shrinking, alpha and sanity metrics (`check` takes the one-sided ones,
+# `regress` all of them). The ranking metrics of harness.metrics are guards too (ranking.NAME.value).
+GUARDS = {
+    "kendall_tau": Guard("ranking.kendall_tau.value", "higher", "zero"),
+    "spearman": Guard("ranking.spearman.value", "higher", "zero"),
+    "precision_top5pct": Guard("ranking.precision_top5pct.value", "higher", "top5"),
+    "regret_top1": Guard("ranking.regret_top1.value", "lower", "regret"),
+    "kendall_tau_top10pct": Guard("ranking.kendall_tau_top10pct.value", "higher", "zero"),
+    "final_probe_tau": Guard("forgetting.final_probe_tau", "higher", "zero"),
+    "mean_forgetting": Guard("forgetting.mean_forgetting", "two-sided"),
+    "top5pct_retained": Guard("shrink.top5pct_retained", "higher", "space"),
+    "space_regret": Guard("shrink.space_regret", "lower"),
+    "tau_in_space": Guard("shrink.ranking_in_space.kendall_tau.value", "higher", "zero"),
+    "alpha_tau": Guard("alpha.ranking.kendall_tau.value", "higher", "zero"),
+    "final_loss": Guard("train.final_loss", "two-sided"),
+    "mean_estimate": Guard("estimate.mean_estimate", "two-sided"),
+}
 DEFAULT_METRICS = ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")
 DEFAULT_TOLERANCES = {"regret_top1": 1.0}  # accuracy points; correlations and precisions live in [-1, 1]
-LOWER_IS_BETTER = frozenset({"regret_top1"})
+LOWER_IS_BETTER = frozenset({"regret_top1"} | {n for n, g in GUARDS.items() if g.direction == "lower"})
 _ENTRY_KEYS = ("value", "higher_is_better", "tolerance", "runs_std", "n_runs")  # the last two: provenance
 _REQUIRED = {  # top-level key: (valid?, what is expected)
     "ground_truth_query": (lambda v: isinstance(v, str) and bool(v), "a query name like 'cifar10valid_valid_200'"),
@@ -99,8 +127,14 @@ def _number(value, what: str, where: str) -> float:
     return float(value)
 
 
+def _checkable() -> list[str]:
+    """Metrics `check` compares: every ranking metric, and the one-sided guards of the other blocks."""
+    return list(metric_functions()) + [n for n, g in GUARDS.items() if g.direction != "two-sided"
+                                       and not g.path.startswith("ranking.")]
+
+
 def _parse_metric(name: str, entry, where: str) -> MetricBaseline:
-    valid = list(metric_functions())
+    valid = _checkable()
     if name not in valid:
         hint = "".join(f" Did you mean {c!r}?" for c in difflib.get_close_matches(name, valid, n=1))
         _fail(where, f"unknown metric {name!r}; valid: {', '.join(valid)}.{hint}")
@@ -169,11 +203,15 @@ def _strategy(run_metrics: dict) -> str | None:
     return run_metrics.get("strategy") or sampler.get("name")
 
 
-def _run_value(ranking: dict, name: str) -> float:
-    entry = ranking.get(name)
-    value = entry.get("value") if isinstance(entry, dict) else entry
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if numeric else math.nan  # null (undefined, e.g. a constant estimator) or absent
+def run_value(run_metrics: dict, name: str) -> float:
+    """A metric of a run's metrics.json: a ranking metric (``ranking.NAME.value``) or a guard's path; NaN when
+    null (undefined, e.g. a constant estimator's tau) or absent (a block the run did not measure)."""
+    path = GUARDS[name].path if name in GUARDS else f"ranking.{name}.value"
+    node = run_metrics
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    numeric = isinstance(node, (int, float)) and not isinstance(node, bool)
+    return float(node) if numeric and math.isfinite(node) else math.nan
 
 
 def read_run_metrics(run_dir: str | Path) -> dict:
@@ -230,11 +268,11 @@ def check_run(run_metrics: dict, baseline: Baseline, tolerance: float = 0.05) ->
     if not math.isfinite(tolerance) or tolerance < 0:
         raise RegressionError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     _check_comparable(run_metrics, baseline)
-    ranking = _dig(run_metrics, "ranking", _RUN)
+    _dig(run_metrics, "ranking", _RUN)
     rows = []
     for name, base in baseline.metrics.items():
         tol = base.tolerance if base.tolerance is not None else DEFAULT_TOLERANCES.get(name, tolerance)
-        rows.append(_compare(name, _run_value(ranking, name), base, tol))
+        rows.append(_compare(name, run_value(run_metrics, name), base, tol))
     return CheckResult(rows)
 
 
@@ -260,7 +298,7 @@ def make_baseline(runs: dict | list[dict], description: str, previous: Baseline 
         _check_comparable(other, baseline_from_dict(make_baseline(first, "", previous), "the first run"))
     metrics = {}
     for name in (previous.metrics if previous else DEFAULT_METRICS):
-        values = [_run_value(_dig(r, "ranking", _RUN), name) for r in runs]
+        values = [run_value(r, name) for r in runs]
         if not all(math.isfinite(v) for v in values):
             raise RegressionError(f"cannot record {name} as a baseline: a run's value is missing or null/NaN; "
                                   f"record from runs where it is defined, or drop {name} from the baseline")

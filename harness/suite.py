@@ -35,7 +35,7 @@ from scipy import stats
 
 from .config import load_config, parse_override
 from .io import write_json
-from .regression import RegressionError, _strategy, read_run_metrics
+from .regression import GUARDS, Guard, RegressionError, _strategy, read_run_metrics, run_value
 
 try:
     import tomllib
@@ -46,33 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "regression" / "suite.toml"
 FORMAT = 2
 MIN_BASELINE_RUNS = 10
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A guarded metric: where it lives in metrics.json, which way is worse, and what chance scores."""
-
-    path: str  # dotted key path in metrics.json
-    direction: str  # "higher" (higher is better), "lower" (lower is better) or "two-sided" (any change)
-    floor: str | None = None  # expected value of a random ranking: "zero", "top5", "regret" (from estimates.csv)
-
-
-GUARDS = {
-    "kendall_tau": Guard("ranking.kendall_tau.value", "higher", "zero"),
-    "spearman": Guard("ranking.spearman.value", "higher", "zero"),
-    "precision_top5pct": Guard("ranking.precision_top5pct.value", "higher", "top5"),
-    "regret_top1": Guard("ranking.regret_top1.value", "lower", "regret"),
-    "kendall_tau_top10pct": Guard("ranking.kendall_tau_top10pct.value", "higher", "zero"),
-    "final_probe_tau": Guard("forgetting.final_probe_tau", "higher", "zero"),
-    "mean_forgetting": Guard("forgetting.mean_forgetting", "two-sided"),
-    "top5pct_retained": Guard("shrink.top5pct_retained", "higher", "space"),
-    "space_regret": Guard("shrink.space_regret", "lower"),
-    "tau_in_space": Guard("shrink.ranking_in_space.kendall_tau.value", "higher", "zero"),
-    "alpha_tau": Guard("alpha.ranking.kendall_tau.value", "higher", "zero"),
-    "final_loss": Guard("train.final_loss", "two-sided"),
-    "mean_estimate": Guard("estimate.mean_estimate", "two-sided"),
-    "optimizer_steps": Guard("train.steps", "two-sided"),
-}
 
 
 @dataclass
@@ -186,6 +159,14 @@ def _run_one(entry: Entry, seed: int, run_dir: Path) -> tuple[str, int, float]:
     return entry.name, seed, time.perf_counter() - start
 
 
+def _threads(n: int | None = None) -> int:
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def _finished(entry: Entry, seed: int, run_dir: Path) -> bool:
     cfg_file = run_dir / "config.toml"
     return ((run_dir / "metrics.json").is_file() and cfg_file.is_file()
@@ -202,7 +183,16 @@ def run_entries(jobs: list[tuple[Entry, int]], out: Path, workers: int = 0, log=
     if len(todo) < len(jobs):
         log(f"regress: {len(jobs) - len(todo)} of {len(jobs)} runs finished earlier in {out}; reused")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo))) if todo else 0
-    if todo:
+    if todo and workers == 1:  # in this process, one after another
+        log(f"regress: {len(todo)} runs, one at a time, 1 thread ...")
+        threads = _threads()
+        try:
+            for e, s in todo:
+                name, seed, seconds = _run_one(e, s, dirs[e.name, s])
+                log(f"regress: {name} seed {seed}: {seconds:.0f} s")
+        finally:
+            _threads(threads)
+    elif todo:
         log(f"regress: {len(todo)} runs, {workers} at a time, 1 thread each ...")
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_run_one, e, s, dirs[e.name, s]) for e, s in todo]
@@ -210,14 +200,6 @@ def run_entries(jobs: list[tuple[Entry, int]], out: Path, workers: int = 0, log=
                 name, seed, seconds = fut.result()
                 log(f"regress: {name} seed {seed}: {seconds:.0f} s")
     return dirs
-
-
-def metric_value(run_metrics: dict, name: str) -> float:
-    node = run_metrics
-    for key in GUARDS[name].path.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-    ok = isinstance(node, (int, float)) and not isinstance(node, bool)
-    return float(node) if ok and math.isfinite(node) else math.nan
 
 
 def chance_floor(guard: Guard, run_dir: Path, run_metrics: dict) -> float | None:
@@ -361,7 +343,7 @@ def make_baseline(suite: Suite, entry: Entry, dirs: dict[tuple[str, int], Path],
     alpha = suite.family_alpha / suite.n_tests
     metrics = {}
     for m in entry.metrics:
-        values = np.array([metric_value(r, m) for r in runs])
+        values = np.array([run_value(r, m) for r in runs])
         if np.isnan(values).any():
             _bad(first_dir.parent, f"cannot record {m}: undefined in some run; drop it from the entry")
         g = GUARDS[m]
@@ -376,7 +358,16 @@ def make_baseline(suite: Suite, entry: Entry, dirs: dict[tuple[str, int], Path],
             "strategy": _strategy(runs[0]), "ground_truth_query": runs[0]["ground_truth"]["query"],
             "n_archs": runs[0]["ranking"]["n_archs"], "ci_seeds": suite.ci_seeds,
             "holm_strictest_alpha": alpha, "metrics": metrics,
-            "recorded_from": {k: env.get(k) for k in ("git_revision", "torch", "device_name")}}
+            "recorded_from": dict({k: env.get(k) for k in ("git_revision", "torch", "device_name")},
+                                  cpu_model=_cpu_model(), cores=os.cpu_count())}
+
+
+def _cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), None)
 
 
 # ---------------------------------------------------------------- the command
@@ -412,7 +403,7 @@ def regress(out: Path, suite_path: Path = SUITE, only: list[str] | None = None, 
     for e in entries:
         runs = [read_run_metrics(dirs[e.name, s]) for s in seeds]
         for m in e.metrics:
-            values[e.name, m] = [metric_value(r, m) for r in runs]
+            values[e.name, m] = [run_value(r, m) for r in runs]
     tests = evaluate(suite, baselines, values)
     passed = not any(t.regressed for t in tests)
     summary = (f"\n\n{len(tests)} tests (pooled t-test, one-sided unless 'differs?', Holm at family alpha "

@@ -256,3 +256,23 @@ def test_baseline_runs_must_be_one_experiment():
         R.make_baseline([RUN, other], "mixed")
     with pytest.raises(R.RegressionError, match="no runs"):
         R.make_baseline([], "none")
+
+
+def test_check_covers_alpha_shrinking_and_forgetting_metrics():
+    run = copy.deepcopy(RUN)
+    run["alpha"] = {"ranking": {"kendall_tau": {"value": 0.20}}}
+    run["shrink"] = {"space_regret": 1.5, "top5pct_retained": 0.4}
+    run["forgetting"] = {"final_probe_tau": 0.6}
+    data = R.make_baseline(RUN, "x")
+    data["metrics"] = {"alpha_tau": {"value": 0.35, "tolerance": 0.05},
+                       "space_regret": {"value": 0.5, "tolerance": 0.5, "higher_is_better": False},
+                       "top5pct_retained": {"value": 0.45, "tolerance": 0.1},
+                       "final_probe_tau": {"value": 0.62, "tolerance": 0.05}}
+    result = R.check_run(run, R.baseline_from_dict(data))
+    assert {r.metric: r.status for r in result.rows} == {"alpha_tau": "regressed", "space_regret": "regressed",
+                                                         "top5pct_retained": "ok", "final_probe_tau": "ok"}
+    del run["alpha"]  # a run without the block: the metric is undefined, which is a regression
+    assert row(R.check_run(run, R.baseline_from_dict(data)), "alpha_tau").status == "regressed"
+    data["metrics"] = {"mean_forgetting": {"value": 1.0}}  # two-sided sanity metrics are regress's, not check's
+    with pytest.raises(R.RegressionError, match="unknown metric 'mean_forgetting'"):
+        R.baseline_from_dict(data)
