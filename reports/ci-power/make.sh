@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=reports/ci-power
 runs=${RUNS:-runs/regress}
+runs="$(realpath -m "$runs")"
 phases=("${@:-baselines fresh planted analyze}")
 phases=(${phases[*]})
 want() { [[ " ${phases[*]} " == *" $1 "* ]]; }
@@ -41,7 +42,7 @@ want planted && for patch in "$here"/patches/*.patch; do
   set +e
   (cd "$wt" && PYTHONPATH="$wt" "$py" -m pytest tests/test_structural.py -q -p no:cacheprovider) > "$here/planted/$name.structural.txt" 2>&1
   structural=$?
-  (cd "$wt" && PYTHONPATH="$wt" "$py" -m harness.cli regress --entry uniform --out "$PWD/$runs-planted/$name") \
+  (cd "$wt" && PYTHONPATH="$wt" "$py" -m harness.cli regress --entry uniform --out "$runs-planted/$name") \
     > "$here/planted/$name.regress-uniform.txt" 2>&1
   set -e
   echo "{\"structural_tests_failed\": $([ $structural = 0 ] && echo false || echo true), \"seconds\": $(( $(date +%s) - start ))}" \
