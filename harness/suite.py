@@ -54,6 +54,7 @@ class Entry:
     config: str
     sets: list[str]
     metrics: list[str]
+    report: list[str] = field(default_factory=list)  # recorded and shown, not tested (e.g. no spread to test)
 
 
 @dataclass
@@ -108,13 +109,15 @@ def load_suite(path: str | Path = SUITE) -> Suite:
     suite = Suite(path, alpha, seeds["baseline_seeds"], seeds["ci_seeds"])
     for i, row in enumerate(rows):
         where = f"{path} [[entry]] {i + 1}"
-        if not isinstance(row, dict) or set(row) - {"name", "config", "set", "metrics"} or "name" not in row:
-            _bad(where, "an entry has name, metrics and optionally config and set")
-        name, metrics, sets = row["name"], row.get("metrics"), row.get("set", [])
+        if not isinstance(row, dict) or set(row) - {"name", "config", "set", "metrics", "report"} or "name" not in row:
+            _bad(where, "an entry has name, metrics and optionally config, set and report")
+        name, metrics, sets, report = row["name"], row.get("metrics"), row.get("set", []), row.get("report", [])
         if not isinstance(name, str) or not name.replace("-", "").isalnum() or name in {e.name for e in suite.entries}:
             _bad(where, f"name must be a unique word of letters, digits and '-', got {name!r}")
         if not isinstance(metrics, list) or not metrics or any(m not in GUARDS for m in metrics):
             _bad(where, f"metrics must be a non-empty list of {', '.join(GUARDS)}; got {metrics!r}")
+        if not isinstance(report, list) or any(m not in GUARDS or m in metrics for m in report):
+            _bad(where, f"report must list guard names not in metrics; got {report!r}")
         if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
             _bad(where, f"set must be a list of 'section.key=value' strings, got {sets!r}")
         if any(parse_override(s)[:2] == ("run", "seed") for s in sets):
@@ -122,7 +125,7 @@ def load_suite(path: str | Path = SUITE) -> Suite:
         config = row.get("config", head.get("config"))
         if not isinstance(config, str):
             _bad(where, "no config: give [suite] config or the entry's config")
-        suite.entries.append(Entry(name, config, sets, metrics))
+        suite.entries.append(Entry(name, config, sets, metrics, report))
     return suite
 
 
@@ -351,13 +354,17 @@ def make_baseline(suite: Suite, entry: Entry, dirs: dict[tuple[str, int], Path],
                       "direction": g.direction, "higher_is_better": g.direction == "higher",
                       "tolerance": detectable_shift(values, len(suite.ci_seeds), alpha, g.direction),
                       "floor": chance_floor(g, first_dir, runs[0]), "runs": values.tolist()}
+    recorded = {}
+    for m in entry.report:
+        values = np.array([run_value(r, m) for r in runs])
+        recorded[m] = {"value": float(np.mean(values)), "runs_std": float(np.std(values, ddof=1)), "runs": values.tolist()}
     env = runs[0].get("environment") or {}
     return {"format": FORMAT, "entry": entry.name, "description": description or f"{entry.name}: {entry.config} "
             f"with {entry.sets or 'no overrides'}", "config": entry.config, "set": entry.sets,
             "config_sha256": config_digest(entry), "seeds": suite.baseline_seeds, "threads_per_run": 1,
             "strategy": _strategy(runs[0]), "ground_truth_query": runs[0]["ground_truth"]["query"],
             "n_archs": runs[0]["ranking"]["n_archs"], "ci_seeds": suite.ci_seeds,
-            "holm_strictest_alpha": alpha, "metrics": metrics,
+            "holm_strictest_alpha": alpha, "metrics": metrics, "recorded_not_tested": recorded,
             "recorded_from": dict({k: env.get(k) for k in ("git_revision", "torch", "device_name")},
                                   cpu_model=_cpu_model(), cores=os.cpu_count())}
 
@@ -406,7 +413,20 @@ def regress(out: Path, suite_path: Path = SUITE, only: list[str] | None = None, 
             values[e.name, m] = [run_value(r, m) for r in runs]
     tests = evaluate(suite, baselines, values)
     passed = not any(t.regressed for t in tests)
+    shown = []
+    for e in entries:
+        runs = [read_run_metrics(dirs[e.name, s]) for s in seeds]
+        for m in e.report:
+            b = baselines[e.name].get("recorded_not_tested", {}).get(m, {})
+            v = [run_value(r, m) for r in runs]
+            shown.append(f"| {e.name} | {m} | {b.get('value', math.nan):.4g} ± {b.get('runs_std', math.nan):.2g} | "
+                         f"{', '.join(f'{x:.4g}' for x in v)} |")
+    if shown:
+        extra = "\n\nRecorded, not tested (no spread to test against):\n\n| entry | metric | baseline mean ± std | CI runs |\n|---|---|---|---|\n"
+        tests_text = table(tests) + extra + "\n".join(shown)
+    else:
+        tests_text = table(tests)
     summary = (f"\n\n{len(tests)} tests (pooled t-test, one-sided unless 'differs?', Holm at family alpha "
                f"{suite.family_alpha}), {len(seeds)} CI seeds {seeds} per entry; {time.perf_counter() - start:.0f} s")
-    return passed, table(tests) + summary
+    return passed, tests_text + summary
 
