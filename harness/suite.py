@@ -10,7 +10,7 @@ values (``scipy.stats.ttest_ind``, equal variances: under "nothing changed" both
 distribution). It is one-sided for metrics with a direction (a ranking can only regress downwards) and
 two-sided for sanity metrics (final training loss, mean estimate, forgetting: a change either way means the
 pipeline behaves differently). All p-values of one suite run form one family; Holm's step-down procedure
-keeps the chance that unchanged code fails anything at or under ``family_alpha`` (1%) for normal metrics.
+keeps the chance that unchanged code fails anything at or under ``family_alpha`` (0.5%) for normal metrics.
 
 A baseline file (format 2) keeps every recorded run's value, so the test is recomputed from them; ``value``
 (their mean) and ``tolerance`` (the drop of a k-run mean that the test would flag at Holm's strictest level,
@@ -422,7 +422,7 @@ def regress(out: Path, suite_path: Path = SUITE, only: list[str] | None = None, 
             shown.append(f"| {e.name} | {m} | {b.get('value', math.nan):.4g} ± {b.get('runs_std', math.nan):.2g} | "
                          f"{', '.join(f'{x:.4g}' for x in v)} |")
     if shown:
-        extra = "\n\nRecorded, not tested (no spread to test against):\n\n| entry | metric | baseline mean ± std | CI runs |\n|---|---|---|---|\n"
+        extra = "\n\nRecorded and shown, not tested (suite.toml says why):\n\n| entry | metric | baseline mean ± std | CI runs |\n|---|---|---|---|\n"
         tests_text = table(tests) + extra + "\n".join(shown)
     else:
         tests_text = table(tests)
