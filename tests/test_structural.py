@@ -231,3 +231,13 @@ def test_gdas_samples_ops_with_the_softmax_of_alpha(tau):
         counts[range(NUM_EDGES), index.numpy()] += 1
     lo, hi = stats.binom.interval(1 - 1e-6, n, probs)
     assert ((counts >= lo) & (counts <= hi)).all(), (counts.tolist(), lo, hi)
+
+
+def test_search_images_are_disjoint_from_training_and_estimation_images():
+    """A differentiable strategy trains alpha on held-out images that estimation does not score on."""
+    cfg = tiny_config(sampler__name="'darts'")
+    data = build_data(cfg, torch.device("cpu"), cfg.run.seed)
+    search, train, held = digests(data.search.images), digests(data.train.images), digests(data.held_out.images)
+    assert search and not search & train, "alpha trains on images the weights train on"
+    assert not search & held, "alpha trains on images estimation scores on"
+    assert data.split_info["search_overlaps_estimation"] is False
