@@ -40,10 +40,10 @@ RANKING = {"kendall_tau": M.kendall_tau, "spearman": M.spearman,
            "precision_top5pct": lambda e, g: M.precision_at_top(e, g, 5), "regret_top1": M.regret}
 
 
-def _values(suite: S.Suite, runs: Path, seeds: list[int]) -> dict:
+def _values(entries: list[S.Entry], runs: Path, seeds: list[int]) -> dict:
     """{(entry, metric): [value per seed]} from the run directories."""
     out = {}
-    for e in suite.entries:
+    for e in entries:
         ms = [read_run_metrics(runs / e.name / f"seed{s}") for s in seeds]
         for m in e.metrics:
             out[e.name, m] = [run_value(r, m) for r in ms]
@@ -52,7 +52,7 @@ def _values(suite: S.Suite, runs: Path, seeds: list[int]) -> dict:
 
 def false_alarms(suite: S.Suite, runs: Path) -> dict:
     seeds = suite.baseline_seeds + suite.ci_seeds
-    vals = _values(suite, runs, seeds)
+    vals = _values(suite.entries, runs, seeds)
     k, fails, by_test = len(suite.ci_seeds), 0, {}
     splits = list(itertools.combinations(range(len(seeds)), k))
     for ci in splits:
@@ -71,7 +71,7 @@ def false_alarms(suite: S.Suite, runs: Path) -> dict:
 
 def random_ranking(suite: S.Suite, runs: Path, baselines: dict, trials: int = 10000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    ci_vals = _values(suite, runs, suite.ci_seeds)
+    ci_vals = _values(suite.entries, runs, suite.ci_seeds)
     gts = {e.name: [pd.read_csv(runs / e.name / f"seed{s}" / "estimates.csv")["ground_truth"].to_numpy(float)
                     for s in suite.ci_seeds] for e in suite.entries}
     out = {}
@@ -141,11 +141,8 @@ def power_table(suite: S.Suite, baselines: dict) -> list[dict]:
 def planted_verdict(suite: S.Suite, baselines: dict, patched: Path, unchanged: Path, entries: list[str]) -> dict:
     """The full suite's verdict when ``entries`` ran on patched code (runs in ``patched``) and every other entry
     is taken from unchanged code's CI runs: conservative, since a bug in shared code would move those too."""
-    values = _values(suite, unchanged, suite.ci_seeds)
-    for e in suite.entries:
-        if e.name in entries:
-            values.update({k: v for k, v in _values(S.Suite(suite.path, suite.family_alpha, suite.baseline_seeds,
-                                                            suite.ci_seeds, [e]), patched, suite.ci_seeds).items()})
+    values = _values(suite.entries, unchanged, suite.ci_seeds)
+    values.update(_values([e for e in suite.entries if e.name in entries], patched, suite.ci_seeds))
     tests = S.evaluate(suite, baselines, values)
     return {"failed": any(t.regressed for t in tests), "regressed": [f"{t.entry}.{t.metric}" for t in tests if t.regressed],
             "table": S.table(tests)}
