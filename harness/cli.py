@@ -1,16 +1,31 @@
-"""``nb201-harness`` command line: one small function per subcommand."""
+"""``nb201-harness`` command line: one small function per subcommand.
+
+Exit status (``EXIT_CODES``; README "Exit status"): 0 success; 1 a regression (``check``, ``regress``); 2 bad
+input, one line on stderr, before any work or with the finished work kept; 3 an unexpected error (a bug: the
+traceback is shown); 4 not comparable (a baseline for another experiment); 130 interrupted (Ctrl-C), with what
+was saved and how to resume.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
 
 from .config import ConfigError, load_config
-from .io import finite_or_none, write_csv
+from .io import check_writable, finite_or_none, write_csv
+
+EXIT_OK, EXIT_REGRESSED, EXIT_USER, EXIT_BUG, EXIT_NOT_COMPARABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = {EXIT_OK: "success", EXIT_REGRESSED: "a regression (check, regress)",
+              EXIT_USER: "bad input or environment: one line on stderr, nothing computed is lost",
+              EXIT_BUG: "an unexpected error (a bug in the harness): the traceback is shown",
+              EXIT_NOT_COMPARABLE: "not comparable: the baseline is for another experiment (check, regress)",
+              EXIT_INTERRUPTED: "interrupted (Ctrl-C): what was saved and how to resume is printed"}
 
 EPILOG_RUN = """examples:
   nb201-harness run configs/cifar10-cpu-smoke.toml
@@ -19,12 +34,29 @@ EPILOG_RUN = """examples:
 """
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return [*(args.set or []), *(["run.trust_pickle=true"] if getattr(args, "trust_pickle", False) else [])]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_experiment
+    from .train import Interrupted
 
-    cfg = load_config(args.config, args.set or [])
+    cfg = load_config(args.config, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    metrics = run_experiment(cfg, out, progress=not args.quiet)
+    resume = f"nb201-harness run {args.config} {' '.join(f'--set {s!r}' for s in _overrides(args))} --out {out}"
+    try:
+        metrics = run_experiment(cfg, out, progress=not args.quiet)
+    except Interrupted as exc:
+        print(f"nb201-harness: {exc} in {out}/checkpoint.pt; resume with: {' '.join(resume.split())}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        if not out.exists():
+            raise
+        print(f"nb201-harness: interrupted; what {out} holds is kept (the last checkpoint, finished estimates); "
+              f"resume with: {' '.join(resume.split())}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     r = metrics["ranking"]
     summary = {k: r[k]["value"] for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
     summary = {k: round(v, 4) if v is not None else None for k, v in finite_or_none(summary).items()}
@@ -34,15 +66,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_gt_info(args: argparse.Namespace) -> int:
     from .groundtruth import load_ground_truth, summarize
+    from .safeload import trusting
 
-    print(json.dumps(summarize(load_ground_truth(args.source)), indent=2))
+    with trusting(args.trust_pickle):
+        print(json.dumps(summarize(load_ground_truth(args.source)), indent=2))
     return 0
+
+
+def _refuse_overwrite(out: Path, force: bool, *sources: Path) -> None:
+    """Before any work: never write over an input; over an existing file only with --force."""
+    for source in sources:
+        if out.exists() and source.exists() and out.resolve() == source.resolve():
+            raise ConfigError(f"--out {out} is the input file itself; writing it would replace the data it is "
+                              "read from. Choose another --out")
+    if out.exists() and not force:
+        raise ConfigError(f"--out {out} exists; choose another path or pass --force to replace it")
+    check_writable(out, "output file")
 
 
 def cmd_gt_export(args: argparse.Namespace) -> int:
     from .groundtruth import export_table, load_ground_truth
+    from .safeload import trusting
 
-    gt = load_ground_truth(args.source)
+    _refuse_overwrite(Path(args.out), args.force, Path(args.source))
+    with trusting(args.trust_pickle):
+        gt = load_ground_truth(args.source)
     path = export_table(gt, args.out)
     print(f"wrote {len(gt)} architectures to {path}", file=sys.stderr)
     return 0
@@ -62,13 +110,18 @@ An interrupted build resumes when rerun with the same options and --out.
 def cmd_gt_build(args: argparse.Namespace) -> int:
     from .gtbuild import BuildSpec, build, seed_agreement, select_archs
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be >= 1")
     archs = [a.to_str() for a in select_archs(args.archs, args.arch_seed)]
     data_name = args.data.partition(":")[2] if args.data.startswith("builtin:") else "cifar10"
-    spec = BuildSpec(data=args.data, name=args.name, archs=archs, seeds=[int(s) for s in args.seeds.split(",")],
+    spec = BuildSpec(data=args.data, name=args.name, archs=archs, seeds=_int_list(args.seeds, "--seeds"),
                      epochs=args.epochs, C=args.C, N=args.N, resolution=args.resolution, batch_size=args.batch_size,
                      lr=args.lr, lr_min=args.lr_min, weight_decay=args.weight_decay, augment=not args.no_augment,
                      split_seed=args.split_seed, normalize=args.normalize or data_name, device=args.device)
-    table = build(spec, args.out, workers=args.workers, progress=not args.quiet)
+    from .safeload import trusting
+
+    with trusting(args.trust_pickle):
+        table = build(spec, args.out, workers=args.workers, progress=not args.quiet)
     summary = {"table": args.out, "n_archs": len(table), "seeds": spec.seeds}
     if len(spec.seeds) > 1:
         summary["seed_agreement_valid"] = seed_agreement(args.out, spec.name, spec.epochs)
@@ -76,10 +129,20 @@ def cmd_gt_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if args.workers < 0:
+        raise ConfigError(f"--workers {args.workers}: must be >= 0 (0 = one per CPU core)")
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out, "demo directory")
     start = time.perf_counter()
     paths, table = run_demo(out, args.strategy or None, args.set or [], progress=not args.quiet, workers=args.workers)
     print(f"\nRanking quality on the digitsm mini-benchmark (95% bootstrap CIs over architectures):\n\n{table}")
@@ -91,6 +154,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import load_run, strategy_table, to_markdown, write_report
 
+    seen: dict[Path, str] = {}
+    for d in args.run_dirs:
+        key = Path(d).resolve()
+        if key in seen:
+            raise ConfigError(f"{d} and {seen[key]} are the same run; each run directory counts as one seed, "
+                              "so give each once")
+        seen[key] = d
+    if args.out:
+        check_writable(args.out, "report directory")
     records = [load_run(d) for d in args.run_dirs]
     print(to_markdown(strategy_table(records)))
     if args.out:
@@ -100,11 +172,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .regression import RegressionError, check_run, load_baseline, make_baseline, read_run_metrics, write_baseline
+    from .regression import (RegressionError, check_run, check_update, load_baseline, make_baseline,
+                             read_run_metrics, write_baseline)
 
+    for flag, value in (("--tolerance", args.tolerance), ("--sigmas", args.sigmas)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{flag} {value}: must be a finite number >= 0")
     runs = [read_run_metrics(d) for d in args.run_dir]
     if args.update:
+        check_writable(args.baseline, "baseline")
         previous = load_baseline(args.baseline) if Path(args.baseline).exists() else None
+        check_update(runs, previous, args.description, args.force)
         write_baseline(args.baseline, make_baseline(runs, args.description or "", previous, args.tolerance,
                                                     args.sigmas))
         print(f"baseline {args.baseline} rewritten from {', '.join(args.run_dir)}")
@@ -120,7 +198,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_regress(args: argparse.Namespace) -> int:
     from .suite import SUITE, regress
 
+    if args.workers < 0:
+        raise ConfigError(f"--workers {args.workers}: must be >= 0 (0 = one per CPU core)")
     out = Path(args.out) if args.out else Path("runs") / "regress"
+    check_writable(out, "run directory")
     passed, text = regress(out, Path(args.suite or SUITE), args.entry, args.record, args.workers)
     print(text)
     if not args.record:
@@ -132,6 +213,11 @@ def cmd_space_export(args: argparse.Namespace) -> int:
     from .nets import arch_costs
     from .space import iter_archs
 
+    for flag, value, low in (("--C", args.C, 1), ("--N", args.N, 1), ("--classes", args.classes, 2),
+                             ("--resolution", args.resolution, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
+    check_writable(args.out, "output file")
     rows = []
     for arch in iter_archs():
         c = arch_costs(arch, args.C, args.N, args.classes, args.resolution)
@@ -145,10 +231,23 @@ def cmd_space_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nb201-harness", description="Weight-sharing NAS evaluation against NAS-Bench-201.")
+    p = argparse.ArgumentParser(prog="nb201-harness", description="Weight-sharing NAS evaluation against NAS-Bench-201.",
+                                epilog="exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    trust = argparse.ArgumentParser(add_help=False)
+    trust.add_argument("--trust-pickle", action="store_true",
+                       help="load pickled inputs unrestricted (they can run code): only files you trust")
     sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
 
-    run = sub.add_parser("run", help="train a supernet, estimate architectures, score the ranking",
+    def add_parser(name, *, trusting=False, **kw):  # every command takes --debug; groups (gt, space) do not
+        parents = [] if name in ("gt", "space") else [common, trust] if trusting else [common]
+        return _add(name, parents=parents, **kw)
+
+    sub.add_parser = add_parser
+
+    run = sub.add_parser("run", trusting=True, help="train a supernet, estimate architectures, score the ranking",
                          epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="TOML config (see configs/)")
     run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
@@ -157,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     gt = sub.add_parser("gt", help="ground truth: inspect or export").add_subparsers(dest="gt_command", required=True)
+    gt_add = gt.add_parser
+    gt.add_parser = lambda name, **kw: gt_add(name, parents=[common, trust], **kw)
     info = gt.add_parser("info", help="architectures, isomorphism classes and optima of a ground-truth source",
                          epilog="example:\n  nb201-harness gt info --source ../shared/data/nb201/nb201_groundtruth.csv",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  nb201-harness gt export --source NAS-Bench-201-v1_1-096897.pth --out nb201.csv",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("--source", required=True)
-    exp.add_argument("--out", required=True)
+    exp.add_argument("--out", required=True, help="the table to write (never the source; an existing file only "
+                                                  "with --force)")
+    exp.add_argument("--force", action="store_true", help="replace an existing --out file")
     exp.set_defaults(func=cmd_gt_export)
 
     b = gt.add_parser("build", help="train architectures stand-alone to make a ground-truth table (resumable)",
@@ -217,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "--update --description 'uniform, demo config'\n  nb201-harness check runs/s0/uniform "
                                 "runs/s1/uniform runs/s2/uniform --baseline B.json --update --description 'three seeds'"
                                 "\nexit status: 0 passed, 1 regressed, "
-                                "2 not comparable or bad input",
+                                "2 bad input, 3 a bug, 4 not comparable (a baseline of another experiment)",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
                      help="the run to check; with --update, one or several runs of the same experiment")
@@ -225,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--tolerance", type=float, default=None,
                      help="allowed drop for metrics without their own tolerance (default 0.05)")
     chk.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
+    chk.add_argument("--force", action="store_true",
+                     help="with --update: replace a baseline of another strategy or benchmark (needs --description)")
     chk.add_argument("--description", help="with --update: what the baseline is")
     chk.add_argument("--sigmas", type=float, default=3.0,
                      help="with --update from several runs: tolerance >= this many std of the runs (default 3)")
@@ -233,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("regress", help="the ranking-regression suite: statistical test against recorded baselines",
                          epilog="examples:\n  nb201-harness regress\n  nb201-harness regress --entry uniform --out runs/r"
                                 "\n  nb201-harness regress --record --entry uniform   # rewrite its baseline (10 seeds)"
-                                "\nexit status: 0 passed, 1 regressed, 2 bad input or a baseline for another config",
+                                "\nexit status: 0 passed, 1 regressed, 2 bad input, 3 a bug, 4 a baseline for another config",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     reg.add_argument("--suite", help="suite file (default tests/regression/suite.toml)")
     reg.add_argument("--entry", action="append", help="only this entry (repeatable; a subset is its own family)")
@@ -244,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.set_defaults(func=cmd_regress)
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", required=True)
+    space_add = space.add_parser
+    space.add_parser = lambda name, **kw: space_add(name, parents=[common], **kw)
     sx = space.add_parser("export", help="one row per architecture: NB201 string, parameters, FLOPs",
                           epilog="example:\n  nb201-harness space export --out space.csv --C 16 --N 5 --classes 10",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -256,15 +363,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean bad input or a bad environment (one line, exit 2); anything else is a bug (exit 3)."""
+    from .compare import CompareError
+    from .data import DataError
+    from .groundtruth.base import GroundTruthError
+    from .gtbuild import BuildError
+    from .regression import RegressionError
+    from .runner import RunDirError
+    from .safeload import UnsafeFileError
+    from .space import ArchError
+    from .train import TrainingDiverged
+
+    return (ConfigError, DataError, GroundTruthError, BuildError, RegressionError, RunDirError, UnsafeFileError,
+            ArchError, CompareError, TrainingDiverged, OSError)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .regression import NotComparableError
+
     try:
         return args.func(args)
-    except (ConfigError, ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        # user-facing errors: one clear line, no traceback
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"nb201-harness: error: {msg}", file=sys.stderr)
-        return 2
+    except NotComparableError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nb201-harness: not comparable: {exc}", file=sys.stderr)
+        return EXIT_NOT_COMPARABLE
+    except KeyboardInterrupt as exc:
+        print(f"\nnb201-harness: {exc or 'interrupted'}; files already written are complete (every write is "
+              "atomic); rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            traceback.print_exc()
+            print(f"nb201-harness: unexpected error ({type(exc).__name__}): this is a bug in the harness; please "
+                  "report it with the traceback above", file=sys.stderr)
+            return EXIT_BUG
+        if args.debug:
+            traceback.print_exc()
+        print(f"nb201-harness: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_USER
 
 
 if __name__ == "__main__":

@@ -150,6 +150,9 @@ def load_run(path: str | Path) -> RunRecord:
     if not path.is_dir():
         raise CompareError(f"run directory {path} does not exist" if not path.exists()
                            else f"{path} is not a directory; give the run directory that holds metrics.json")
+    if not (path / "metrics.json").exists() and not (path / "config.toml").exists():
+        raise CompareError(f"{path} has no metrics.json and no config.toml: it is not a run directory of this "
+                           "harness; give the folder `nb201-harness run --out` wrote")
     if not (path / "metrics.json").exists():
         raise CompareError(f"{path} has no metrics.json: the run is unfinished (or crashed). Resume it with "
                            f"`nb201-harness run {path / 'config.toml'} --out {path}` or leave it out")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class RunSection:
     name: str = "run"
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    trust_pickle: bool = False  # load pickled files unrestricted (harness/safeload.py); only for files you trust
 
 
 @dataclass
@@ -180,6 +182,65 @@ class Config:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    def identity(self, root: Path | None = None) -> dict:
+        """What the experiment is: every key but :data:`EXECUTION_KEYS`; with ``root``, paths below it are
+        written relative to it (so the identity does not depend on where a checkout lives)."""
+        data = self.to_dict()
+        for section, key in EXECUTION_KEYS:
+            data[section].pop(key)
+        if root is not None:
+            for section, key in PATH_KEYS:
+                data[section][key] = _relative_to(data[section][key], Path(root).resolve())
+        return data
+
+    def identity_toml(self, root: Path | None = None) -> str:
+        """The TOML a run directory stores (``config.toml``) and a rerun must match."""
+        return tomli_w.dumps(self.identity(root))
+
+
+# keys that say how a run may execute, not what it computes: not part of its identity (config.toml, digests)
+EXECUTION_KEYS = (("run", "trust_pickle"),)
+# keys holding file paths: resolved against the config file's folder (overrides: the current directory)
+PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
+_SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
+
+
+def _split_scheme(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    if sep and (name == "builtin" or name.lower() in _SCHEMES):
+        return name + ":", rest
+    return "", value
+
+
+def _resolve(value: str, base: Path) -> str:
+    prefix, rest = _split_scheme(value)
+    if not rest or prefix == "builtin:":
+        return value
+    path = Path(rest).expanduser()
+    return prefix + str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _relative_to(value: str, root: Path) -> str:
+    prefix, rest = _split_scheme(value)
+    if not rest or prefix == "builtin:" or not Path(rest).is_absolute():
+        return value
+    try:
+        return prefix + Path(rest).relative_to(root).as_posix()
+    except ValueError:
+        return value
+
+
+def flat_keys(data: dict) -> dict[str, Any]:
+    """``{"section.key": value}`` of a config dict (``[shrink.options]`` stays one value)."""
+    return {f"{s}.{k}": v for s, values in data.items() for k, v in values.items()}
+
+
+def differing_keys(a: dict, b: dict) -> list[str]:
+    """The ``section.key`` names whose values differ between two config dicts, with both values."""
+    fa, fb = flat_keys(a), flat_keys(b)
+    return [f"{k} = {fa.get(k, '(absent)')!r} vs {fb.get(k, '(absent)')!r}" for k in sorted(set(fa) | set(fb))
+            if fa.get(k) != fb.get(k)]
+
 
 def _unknown(what: str, name: str, valid) -> ConfigError:
     close = difflib.get_close_matches(name, list(valid), n=1)
@@ -193,7 +254,87 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"[{section}] {key} = {value!r}: expected {kind.__name__} (default {default!r})")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected a finite number")
     return value
+
+
+# (section, key): (lowest, highest) allowed, None = unbounded; checked for every config before anything runs
+RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("run", "seed"): (0, 2**32 - 1), ("data", "split_seed"): (0, 2**32 - 1), ("data", "resolution"): (0, None),
+    ("data", "train_subset"): (0, None), ("data", "valid_subset"): (0, None),
+    ("supernet", "C"): (1, None), ("supernet", "N"): (1, None), ("supernet", "num_classes"): (2, None),
+    ("train", "epochs"): (0, None), ("train", "max_steps"): (0, None), ("train", "max_paths"): (0, None),
+    ("train", "batch_size"): (1, None), ("train", "lr_min"): (0, None), ("train", "momentum"): (0, 0.999999),
+    ("train", "weight_decay"): (0, None), ("train", "grad_clip"): (0, None), ("train", "log_every"): (1, None),
+    ("train", "checkpoint_every"): (0, None),
+    ("estimate", "sample_size"): (1, None), ("estimate", "sample_seed"): (0, 2**32 - 1),
+    ("estimate", "batch_size"): (1, None), ("estimate", "recalib_batches"): (0, None),
+    ("estimate", "track_every"): (0, None), ("estimate", "track_archs"): (2, None),
+    ("groundtruth", "epochs"): (1, None), ("metrics", "bootstrap"): (0, None),
+}
+
+
+def _check_ranges(cfg: "Config") -> None:
+    for (section, key), (low, high) in RANGES.items():
+        value = getattr(getattr(cfg, section), key)
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in {low}..{high}"
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be {span}")
+    t, m = cfg.train, cfg.metrics
+    if not t.lr > 0:
+        raise ConfigError(f"[train] lr = {t.lr!r}: must be > 0")
+    if t.lr_min > t.lr:
+        raise ConfigError(f"[train] lr_min = {t.lr_min!r} is above lr = {t.lr!r}: the cosine schedule decays to lr_min")
+    if t.nesterov and t.momentum == 0:
+        raise ConfigError("[train] nesterov = true needs momentum > 0")
+    if 0 < m.bootstrap < 20:
+        raise ConfigError(f"[metrics] bootstrap = {m.bootstrap}: use 0 (no confidence intervals) or >= 20 resamples")
+    if not 0 < m.confidence < 1:
+        raise ConfigError(f"[metrics] confidence = {m.confidence!r}: must lie strictly between 0 and 1 (e.g. 0.95)")
+    if cfg.supernet.bn_policy == "recalibrate" and cfg.estimate.recalib_batches < 1:
+        raise ConfigError("[estimate] recalib_batches must be >= 1 with [supernet] bn_policy = 'recalibrate'")
+
+
+def check_device(name: str) -> None:
+    if name == "auto":
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"[run] device = {name!r}: not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"[run] device = {name!r}: the harness runs on 'cpu' or 'cuda' ('auto' picks)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"[run] device = {name!r} but CUDA is not available; use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"[run] device = {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+
+
+def check_data_spec(spec: str, what: str) -> None:
+    """ConfigError unless ``spec`` (builtin:NAME, cifar10:ROOT, a zip or folder) names something that exists."""
+    prefix, rest = _split_scheme(spec)
+    if prefix == "builtin:":
+        from .builtin import BUILTINS
+
+        if rest not in BUILTINS:
+            raise ConfigError(f"{what} = {spec!r}: unknown built-in dataset; available: "
+                              + ", ".join(f"builtin:{b}" for b in BUILTINS))
+    elif rest and not Path(rest).expanduser().exists():
+        raise ConfigError(f"{what}: {rest} does not exist")
+
+
+def _check_paths(cfg: "Config") -> None:
+    """Paths that must exist do (empty ones are reported by the command that needs them)."""
+    d, g = cfg.data, cfg.groundtruth
+    check_data_spec(d.train_path, "[data] train_path")
+    for section, key, value in (("data", "split_file", d.split_file), ("groundtruth", "source", g.source)):
+        if value and not Path(value).is_file():
+            raise ConfigError(f"[{section}] {key}: {value} is not a file" + ("" if not Path(value).exists() else
+                                                                           " (it is a directory)"))
 
 
 def _build_section(name: str, values: dict) -> Any:
@@ -213,25 +354,27 @@ def _validate_sampler(options: dict) -> dict:
 
     options = dict(options)
     name = options.pop("name", "uniform")
+    if not isinstance(name, str):
+        raise ConfigError(f"[sampler] name = {name!r}: expected a string; valid: {', '.join(SAMPLERS.names())}")
     try:
         cls = SAMPLERS.get(name)
     except KeyError as exc:
         raise ConfigError(f"[sampler] name: {exc.args[0]}") from None
-    params = inspect.signature(cls.__init__).parameters
-    valid = {p for p in params if p != "self"}
-    for key in options:
-        if key not in valid:
-            raise _unknown(f"key in [sampler] for sampler {name!r}", key, valid or {"(none)"})
+    if "allowed" in options:  # the shrinkers' narrowed space, set by the harness, never by a config
+        raise ConfigError("[sampler] allowed is set by search-space shrinking ([shrink]), not by the config")
+    _check_options(f"[sampler] for sampler {name!r}", cls, options, internal=("allowed",))
     return {"name": name, **options}
 
 
-def _check_options(what: str, cls: type, options: dict) -> None:
-    """Keyword options of a plugin, checked against its constructor (values are checked by constructing it)."""
+def _check_options(what: str, cls: type, options: dict, internal: tuple[str, ...] = ()) -> None:
+    """Keyword options of a plugin, checked against its constructor (values are checked by constructing it);
+    ``internal`` parameters are the harness's, not config keys."""
     params = inspect.signature(cls.__init__).parameters.values()
-    valid = {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    valid = {p.name for p in params if p.name not in ("self", *internal)
+             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     for key in options:
         if key not in valid:
-            raise _unknown(f"key in {what}", key, valid or {"(none)"})
+            raise _unknown(f"key in {what}", key, valid or {"(none: this one takes no options)"})
     try:
         cls(**options)
     except (TypeError, ValueError) as exc:
@@ -274,10 +417,19 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"[estimate] archs = {cfg.estimate.archs!r}; valid: {', '.join(ARCH_SETS)}")
     if cfg.estimate.sample_pool not in ("unique", "all"):
         raise ConfigError(f"[estimate] sample_pool = {cfg.estimate.sample_pool!r}; valid: unique, all")
-    for section, key in (("supernet", "C"), ("supernet", "N"), ("supernet", "num_classes"),
-                         ("train", "batch_size"), ("estimate", "batch_size"), ("train", "log_every")):
-        if getattr(getattr(cfg, section), key) < 1:
-            raise ConfigError(f"[{section}] {key} must be >= 1")
+    _check_ranges(cfg)
+    if cfg.estimate.archs == "list":
+        from .space import parse_arch
+
+        if not cfg.estimate.arch_list:
+            raise ConfigError("[estimate] archs = 'list' needs arch_list = [NB201 strings]")
+        for text in cfg.estimate.arch_list:
+            try:
+                parse_arch(text)
+            except ValueError as exc:
+                raise ConfigError(f"[estimate] arch_list: {exc}") from None
+    check_device(cfg.run.device)
+    _check_paths(cfg)
     if cfg.train.epochs <= 0 and cfg.train.max_steps <= 0 and cfg.train.max_paths <= 0:
         raise ConfigError("[train] needs epochs > 0, max_steps > 0 or max_paths > 0")
     if cfg.train.max_steps > 0 and cfg.train.max_paths > 0:
@@ -347,17 +499,39 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
+def _resolve_paths(data: dict, base: Path) -> None:
+    for section, key in PATH_KEYS:
+        values = data.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str):
+            values[key] = _resolve(values[key], base)
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """The validated config of TOML file ``path`` (None: the defaults) with ``--set`` overrides applied.
+
+    Relative paths in the file resolve against the file's folder, those in overrides against the current
+    directory; every value is checked here, so a bad config fails before anything is written."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
+            raise ConfigError(f"config file {path} not found" if not path.exists() else f"config {path} is not a file")
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files must be UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        _resolve_paths(data, path.resolve().parent)
+    extra: dict = {}
     for text in overrides:
         section, key, value = parse_override(text)
-        data.setdefault(section, {})[key] = value
+        extra.setdefault(section, {})[key] = value
+    _resolve_paths(extra, Path.cwd())
+    for section, values in extra.items():
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table, got {data[section]!r}")
+        data.setdefault(section, {}).update(values)
     return from_dict(data)

@@ -12,7 +12,6 @@ import io
 import json
 import math
 import os
-import pickle
 import tempfile
 import warnings
 import zipfile
@@ -200,8 +199,12 @@ _CIFAR = {  # name -> (folder, {split: [batch files]}, meta file, label key, cla
 
 def _unpickle(file: Path) -> dict[str, object]:
     """Read one CIFAR pickle (written by Python 2, hence bytes keys) into a dict with str keys."""
-    with open(file, "rb") as f:
-        return {k.decode() if isinstance(k, bytes) else k: v for k, v in pickle.load(f, encoding="bytes").items()}
+    from .safeload import load_pickle
+
+    data = load_pickle(file, "CIFAR batch", encoding="bytes")  # numpy arrays only: no code from the file
+    if not isinstance(data, dict):
+        raise DataError(f"{file}: expected a CIFAR batch (a dict with data and labels), got {type(data).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
 def _cifar_missing(name: str, root: Path, folder: str, why: str) -> DataError:
@@ -443,16 +446,19 @@ class DeviceBatches:
         flip = torch.rand(b, generator=g, device=self.device) < 0.5
         return crop_flip(self._x[idx], dy, dx, flip, self.size)
 
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (augmented, when ``augment``) batch of samples ``idx``."""
+        return self._out(self._augment(idx) if self.augment else self._x[idx]), self.labels[idx]
+
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled pass: yields (x (B, 3, H, W) float, y (B,) int64), each sample at most once."""
         perm = torch.randperm(self.n, generator=self.generator, device=self.device)
         for idx in perm.split(self.batch_size)[:len(self)]:  # drop_last: len(self) omits the short tail
-            yield self._out(self._augment(idx) if self.augment else self._x[idx]), self.labels[idx]
+            yield self.batch(idx)
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless stream of training batches, epoch after epoch (for step-based training)."""
-        while True:
-            yield from self.epoch()
+    def batches(self) -> "BatchStream":
+        """Endless stream of training batches, epoch after epoch (for step-based training); resumable."""
+        return BatchStream(self)
 
     def iter_fixed(self, n_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Un-augmented batches in stored order (evaluation, BN recalibration); all of them if n_batches is None.
@@ -463,3 +469,33 @@ class DeviceBatches:
         for i in range(total if n_batches is None else min(n_batches, total)):
             s = slice(i * self.batch_size, (i + 1) * self.batch_size)
             yield self._out(self.images[s]), self.labels[s]
+
+
+class BatchStream:
+    """Epoch after epoch of :meth:`DeviceBatches.epoch`, drawing the same random numbers in the same order, with
+    a ``state_dict`` that holds the epoch's order, the position in it and the generator: a run resumed from
+    it mid-epoch sees exactly the batches an uninterrupted run would."""
+
+    def __init__(self, source: DeviceBatches) -> None:
+        self.source, self.perm, self.pos = source, None, 0
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.source
+        if self.perm is None or self.pos >= len(s):
+            self.perm, self.pos = torch.randperm(s.n, generator=s.generator, device=s.device), 0
+        idx = self.perm[self.pos * s.batch_size:(self.pos + 1) * s.batch_size]
+        self.pos += 1
+        return s.batch(idx)
+
+    def state_dict(self) -> dict:
+        return {"perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos,
+                "generator": self.source.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        s = self.source
+        self.perm = None if state["perm"] is None else state["perm"].to(s.device)
+        self.pos = int(state["pos"])
+        s.generator.set_state(state["generator"].to(s.generator.get_state().device))

@@ -26,14 +26,11 @@ DEMO_CONFIG = ROOT / "configs" / "demo-digitsm.toml"
 
 
 def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
-    """The demo config for one strategy; the ground-truth path is resolved against the repository root."""
+    """The demo config for one strategy (its paths resolve against configs/, where the file lives)."""
     if not DEMO_CONFIG.is_file():
         raise ConfigError(f"{DEMO_CONFIG} is missing: the demo runs from a checkout of the repository "
                           "(pip install -e .), which ships configs/ and data/")
     cfg = load_config(DEMO_CONFIG, [f"sampler.name={strategy!r}", *overrides])
-    source = Path(cfg.groundtruth.source)
-    if not source.is_absolute() and not source.exists():
-        cfg.groundtruth.source = str(ROOT / source)
     cfg.run.name = f"demo-{strategy}"
     return cfg
 

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import ConfigError, check_data_spec, check_device
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .groundtruth.base import GTQuery, GroundTruthError, is_built_dataset
-from .io import write_csv, write_json
+from .io import check_writable, write_csv, write_json
 from .nets import NB201Network
 from .space import Arch, all_archs, parse_arch, sample_archs, unique_archs
 
@@ -79,9 +80,24 @@ class BuildSpec:
             raise BuildError("the architecture list repeats an architecture")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise BuildError(f"seeds must be distinct and non-empty, got {self.seeds}")
-        for key in ("epochs", "C", "N", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise BuildError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("epochs", "C", "N", "batch_size", "lr"):
+            if not getattr(self, key) > 0:
+                raise BuildError(f"--{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        for key in ("lr_min", "weight_decay", "resolution", "split_seed"):
+            if not getattr(self, key) >= 0:
+                raise BuildError(f"--{key.replace('_', '-')} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.momentum < 1 or (self.nesterov and self.momentum == 0):
+            raise BuildError(f"momentum must be in [0, 1) (and > 0 with Nesterov), got {self.momentum}")
+        if not all(isinstance(s, int) and 0 <= s < 2**32 for s in self.seeds):
+            raise BuildError(f"--seeds must be integers in 0..2^32-1, got {self.seeds}")
+        try:
+            check_data_spec(self.data, "--data")
+        except ConfigError as exc:
+            raise BuildError(str(exc)) from None
+        try:
+            check_device(self.device)
+        except ConfigError as exc:
+            raise BuildError(str(exc).replace("[run] device", "--device")) from None
         GTQuery(self.name, "valid", self.epochs)  # the table's columns must be a valid query
 
     def to_dict(self) -> dict:
@@ -208,8 +224,13 @@ def _prepare(spec: BuildSpec, out: Path) -> pd.DataFrame:
     meta, partial = _paths(out)
     if out.exists():
         raise BuildError(f"{out} exists (a finished table); choose another --out or remove it")
-    if meta.exists():
-        saved = json.loads(meta.read_text())
+    if meta.exists() and not partial.exists():
+        print(f"note: {meta} is the leftover of a start that finished no job; starting afresh", file=sys.stderr)
+    elif meta.exists():
+        try:
+            saved = json.loads(meta.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BuildError(f"{meta} is not valid JSON ({exc}); remove it and {partial} to start afresh") from None
         if saved.get("spec") != spec.to_dict():
             diff = sorted(k for k in spec.to_dict() if saved.get("spec", {}).get(k) != spec.to_dict()[k])
             raise BuildError(f"{meta} belongs to a build with a different spec (differs in: {', '.join(diff)}); "
@@ -219,9 +240,9 @@ def _prepare(spec: BuildSpec, out: Path) -> pd.DataFrame:
             if not {"arch", "seed", "valid"} <= set(done.columns):
                 raise BuildError(f"{partial} is not a partial build table (columns {list(done.columns)})")
             return done
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(meta, {"spec": spec.to_dict(), "status": "running"})
+    check_writable(out, "table")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(meta, {"spec": spec.to_dict(), "status": "running"})
     return pd.DataFrame(columns=["arch", "seed", "train", "valid", "seconds"])
 
 

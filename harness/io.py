@@ -62,3 +62,22 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
 
 def save_torch(path: str | Path, obj) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Raise OutputError (one line) unless ``path`` can be created or written: nothing on the way is a file, and
+    the nearest existing folder is writable. Called before work starts, so a bad ``--out`` costs nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir() and what.endswith("directory"):
+        raise OutputError(f"{what} {path} is a file, not a folder; choose another --out")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {what} {path}: no write permission in {parent}")
+
+
+class OutputError(OSError):
+    """An output path that cannot be written."""

@@ -26,6 +26,7 @@ import torch
 from .config import Config, ConfigError, ShrinkSection
 from .fewshot import FewShotSupernet, continue_training
 from .io import save_torch, write_csv
+from .safeload import load_torch
 from .shrinkers import SHRINKERS, ScoreContext, Space, choose_removals, edge_name
 from .shrinkers.quality import op_importance, op_score_tau
 from .space import NUM_EDGES, NUM_OPS, OPS
@@ -126,32 +127,67 @@ def initial_weights(out: Path, model, needed: bool) -> dict | None:
         return None
     path = out / "init_weights.pt"
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch(path, "run checkpoint")
     state = {n: p.detach().cpu().clone() for n, p in model.subnets()[0].named_parameters()}
     save_torch(path, state)
     return state
 
 
-def train_supernet(cfg: Config, out: Path, model, sampler, batches, generator, steps: int, steps_per_epoch: int,
-                   seed: int, hooks: Hooks, progress: bool = True) -> tuple[TrainState, ShrinkState]:
-    """Train ``model`` for ``steps`` optimizer steps with the shrink rounds and split of ``cfg`` (resuming from
-    ``out/checkpoint.pt`` when it exists); returns the training state and the shrink state."""
-    shrink = ShrinkState(cfg.shrink, steps_per_epoch, round_steps(cfg.shrink, steps_per_epoch, steps))
+def _global_rngs() -> dict:
+    """Python's, numpy's and torch's global generators (nothing in training should draw from them, but a
+    plugin might; a resumed run then still draws what an uninterrupted one would)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rngs(state: dict | None) -> None:
+    if not state:
+        return
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _restore_batches(batches, saved: dict) -> None:
+    if "batches" in saved:
+        batches.load_state_dict(saved["batches"])
+    else:  # an older checkpoint: the generator only (resumes at the start of a new epoch)
+        gen = batches.source.generator
+        gen.set_state(saved["generator"].to(gen.get_state().device))
+
+
+def check_schedule(cfg: Config, steps_per_epoch: int, steps: int) -> tuple[list[int], int | None]:
+    """The steps of the shrink rounds and of the split; ConfigError when they do not fit in the run (the runner
+    calls this before it writes anything)."""
+    rounds = round_steps(cfg.shrink, steps_per_epoch, steps)
     split_at = None if not cfg.split.edges or cfg.split.after_shrink else round(cfg.split.at_epochs * steps_per_epoch)
     needed = rounds_needed(cfg.shrink)
-    if cfg.split.after_shrink and not cfg.shrink.target_size and needed > len(shrink.rounds):
+    if cfg.split.after_shrink and not cfg.shrink.target_size and needed > len(rounds):
         raise ConfigError(f"[split] after_shrink: shrinking needs {needed} rounds to reach min_ops = "
-                          f"{cfg.shrink.min_ops} but the run has room for {len(shrink.rounds)}, so the supernet would "
+                          f"{cfg.shrink.min_ops} but the run has room for {len(rounds)}, so the supernet would "
                           "never be split; shorten warmup_epochs/shrink_every or raise drop")
     if split_at is not None and split_at >= steps:
         raise ConfigError(f"[split] at_epochs = {cfg.split.at_epochs} is not inside the run ({steps} steps = "
                           f"{steps / steps_per_epoch:.2f} epochs): the supernet would never be split")
+    return rounds, split_at
+
+
+def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, steps_per_epoch: int,
+                   seed: int, hooks: Hooks, progress: bool = True) -> tuple[TrainState, ShrinkState]:
+    """Train ``model`` for ``steps`` optimizer steps with the shrink rounds and split of ``cfg`` (resuming from
+    ``out/checkpoint.pt`` when it exists); returns the training state and the shrink state."""
+    rounds, split_at = check_schedule(cfg, steps_per_epoch, steps)
+    shrink = ShrinkState(cfg.shrink, steps_per_epoch, rounds)
     init_state = initial_weights(out, model, SHRINKERS.get(cfg.shrink.rule).needs_init_state)
     opt, sched = make_optimizer(model, cfg.train, steps)
     rng, state = random.Random(seed), TrainState()
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
-        saved = torch.load(ckpt, map_location=next(model.parameters()).device, weights_only=False)
+        saved = load_torch(ckpt, "run checkpoint", map_location=next(model.parameters()).device)
         if saved.get("split_step") is not None:
             model.split(saved["split_step"])
             opt, sched = make_optimizer(model, cfg.train, steps)
@@ -164,13 +200,15 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, generator, s
         rng.setstate(saved["rng"])
         if hooks.monitor is not None:
             hooks.monitor.load_state_dict(saved["monitor"])
-        generator.set_state(saved["generator"].to(generator.get_state().device))
+        _restore_batches(batches, saved)
+        _set_global_rngs(saved.get("global_rngs"))
         state = TrainState(**saved["state"])
         print(f"resuming training at step {state.step}/{steps}", file=sys.stderr)
 
     def checkpoint(st: TrainState) -> None:
         save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "sampler": sampler.state_dict(), "rng": rng.getstate(), "generator": generator.get_state(),
+                          "sampler": sampler.state_dict(), "rng": rng.getstate(), "batches": batches.state_dict(),
+                          "global_rngs": _global_rngs(),
                           "state": vars(st), "shrink": shrink.state_dict(),
                           "split_step": getattr(model, "split_step_", None),
                           "monitor": hooks.monitor.state_dict() if hooks.monitor is not None else None})

@@ -77,11 +77,16 @@ class RegressionError(ValueError):
     """The check cannot run: a malformed baseline or run, or a run of another experiment than the baseline's."""
 
 
+class NotComparableError(RegressionError):
+    """The run and the baseline measure different experiments: neither a pass nor a regression (exit 4)."""
+
+
 @dataclass(frozen=True)
 class MetricBaseline:
     value: float
     higher_is_better: bool
     tolerance: float | None = None  # None: DEFAULT_TOLERANCES, then check_run's tolerance
+    n_runs: int | None = None  # runs the value is the mean of (several seeds); None: one run
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,9 @@ def _parse_metric(name: str, entry, where: str) -> MetricBaseline:
     tol = entry.get("tolerance")
     if tol is not None and _number(tol, f"metrics.{name}.tolerance", where) < 0:
         _fail(where, f"metrics.{name}.tolerance must be >= 0, got {tol!r}")
+    n_runs = entry.get("n_runs")
     return MetricBaseline(_number(entry["value"], f"metrics.{name}.value", where), higher,
-                          None if tol is None else float(tol))
+                          None if tol is None else float(tol), n_runs if isinstance(n_runs, int) else None)
 
 
 def baseline_from_dict(data, where: str = "baseline") -> Baseline:
@@ -240,9 +246,32 @@ def _check_comparable(run_metrics: dict, baseline: Baseline) -> None:
     if baseline.strategy is not None and strategy != baseline.strategy:
         diffs.append(f"strategy {strategy!r}, baseline {baseline.strategy!r}")
     if diffs:
-        raise RegressionError("the run and the baseline measure different things (run has " + "; ".join(diffs)
+        raise NotComparableError("the run and the baseline measure different things (run has " + "; ".join(diffs)
                               + "), so their metrics are not comparable. If the change is deliberate, re-record "
                               "the baseline with --update")
+
+
+def check_update(runs: list[dict], previous: Baseline | None, description: str | None, force: bool) -> None:
+    """Refuse an ``--update`` that would falsify the baseline's metadata: runs of another strategy, benchmark or
+    architecture set (unless ``force``, with a new ``description``), or a kept description that no longer fits
+    (the number of runs changed)."""
+    if previous is None:
+        return
+    try:
+        for run in runs:
+            _check_comparable(run, previous)
+    except NotComparableError as exc:
+        if not force:
+            raise NotComparableError(f"{exc}. To replace it with a baseline of another experiment, pass --force "
+                                     "and a new --description") from None
+        if not description:
+            raise RegressionError("--update --force replaces the baseline with another experiment's: give a new "
+                                  "--description saying what it is") from None
+        return
+    before = {m.n_runs or 1 for m in previous.metrics.values()}
+    if not description and before != {len(runs)}:
+        raise RegressionError(f"the baseline's description is about {before.pop()} run(s) and this update uses "
+                              f"{len(runs)}; give a --description for the new baseline")
 
 
 def _compare(name: str, value: float, base: MetricBaseline, tol: float) -> Row:

@@ -33,15 +33,16 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .config import Config, ConfigError
+from .config import Config, ConfigError, differing_keys, tomllib
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
 from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
 from .fewshot import FewShotSupernet
 from .groundtruth import GTQuery, load_ground_truth
-from .io import save_torch, write_csv, write_json, write_text
+from .io import check_writable, save_torch, write_csv, write_json, write_text
 from .metrics import kendall_tau, ranking_report, spearman
-from .phases import Hooks, target_reached, train_supernet
+from .phases import Hooks, check_schedule, target_reached, train_supernet
+from .safeload import load_torch, trusting
 from .search import AlphaMonitor, MonitorGroup, search_report
 from .samplers import SAMPLERS
 from .shrinkers import SHRINKERS, Space
@@ -104,20 +105,49 @@ def select_archs(cfg: Config, gt=None) -> list[Arch]:
     return sample_archs(est.sample_size, random.Random(est.sample_seed), pool)
 
 
-def prepare_run_dir(out: Path, cfg: Config) -> bool:
-    """Create ``out`` or check it can be resumed; returns True when resuming."""
-    toml = cfg.to_toml()
+LEFTOVERS = {"config.toml", "split.json"}  # all a failed start leaves: nothing trained or estimated yet
+
+
+def check_run_dir(out: Path, cfg: Config) -> str:
+    """What ``out`` allows, without writing anything: ``"new"``, ``"resume"`` (an unfinished run of this config)
+    or ``"reuse"`` (only the leftovers of a failed start, whatever their config). Raises RunDirError otherwise."""
+    check_writable(out, "run directory")
+    if not out.exists():
+        return "new"
     if (out / "metrics.json").exists():
         raise RunDirError(f"{out} holds a finished run (metrics.json exists); choose another --out or remove it")
-    if (out / "config.toml").exists():
-        if (out / "config.toml").read_text() != toml:
-            raise RunDirError(f"{out} holds an unfinished run with a different config; choose another --out")
-        return True
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"{out} exists and is not a run directory of this harness; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.toml", toml)
-    return False
+    names = {p.name for p in out.iterdir()}
+    if "config.toml" not in names:
+        if names:
+            raise RunDirError(f"{out} exists and is not a run directory of this harness; choose another --out")
+        return "new"
+    stored = (out / "config.toml").read_text()
+    if stored == cfg.identity_toml():
+        return "resume"
+    if names <= LEFTOVERS:
+        return "reuse"
+    try:
+        diff = differing_keys(tomllib.loads(stored), cfg.identity())
+    except tomllib.TOMLDecodeError:
+        diff = ["(its config.toml is not valid TOML)"]
+    raise RunDirError(f"{out} holds an unfinished run of a different config ({'; '.join(diff[:6])}"
+                      f"{'; ...' if len(diff) > 6 else ''}); rerun with that config to resume, or choose another --out")
+
+
+def create_run_dir(out: Path, cfg: Config, status: str) -> bool:
+    """Make ``out`` a run directory of ``cfg`` (after :func:`check_run_dir` said ``status``); True when resuming."""
+    if status == "reuse":
+        print(f"note: {out} held only the leftovers of a failed start; reusing it", file=sys.stderr)
+        (out / "split.json").unlink(missing_ok=True)
+    if status != "resume":
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.toml", cfg.identity_toml())
+    return status == "resume"
+
+
+def prepare_run_dir(out: Path, cfg: Config) -> bool:
+    """Create ``out`` or check it can be resumed; returns True when resuming."""
+    return create_run_dir(out, cfg, check_run_dir(out, cfg))
 
 
 @dataclass
@@ -222,8 +252,7 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
                     truth: np.ndarray, gt_truth) -> tuple[dict, dict]:
     """Train (or resume) with the shrink rounds and split of ``cfg``; returns the train info and the state the
     estimation needs (final space, shrink log, split step), also stored in ``supernet.pt``."""
-    sampler_opts = dict(cfg.sampler)
-    sampler = SAMPLERS.get(sampler_opts.pop("name"))(**sampler_opts)
+    sampler = make_sampler(cfg)
     steps = total_steps(cfg.train, len(data.train), sampler.paths_per_step)
     forgetting_monitor = _monitor(cfg, model, data, archs, truth, steps)
     alpha_monitor = None
@@ -235,7 +264,7 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
     hooks = Hooks(monitor=monitor, truth=gt_truth,
                   track=_tracker(cfg, model, data, archs[:k], truth[:k], steps) if cfg.estimate.track_every > 0 else None,
                   evaluate=_scorer(cfg, model, data) if SHRINKERS.get(cfg.shrink.rule).needs_evaluation else None)
-    state, shrink = train_supernet(cfg, out, model, sampler, data.train.batches(), data.train.generator, steps,
+    state, shrink = train_supernet(cfg, out, model, sampler, data.train.batches(), steps,
                                    len(data.train), seed, hooks, progress)
     write_csv(out / "train_log.csv", pd.DataFrame(state.log))
     if state.progress:
@@ -253,6 +282,11 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
     save_torch(out / "supernet.pt", {"model": model.state_dict(), "describe": model.describe(), "train": info, **after})
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return info, after
+
+
+def make_sampler(cfg: Config):
+    options = dict(cfg.sampler)
+    return SAMPLERS.get(options.pop("name"))(**options)
 
 
 def _alpha_monitor(cfg: Config, model, sampler, data: Data) -> AlphaMonitor:
@@ -356,7 +390,7 @@ def _shrink_report(cfg: Config, out: Path, model, data: Data, gt, query, after: 
 
 
 def _load_trained(out: Path, model, device: torch.device) -> tuple[dict, dict]:
-    saved = torch.load(out / "supernet.pt", map_location=device, weights_only=False)
+    saved = load_torch(out / "supernet.pt", "run checkpoint", map_location=device)
     if saved.get("split_step") is not None:
         model.split(saved["split_step"])
     model.load_state_dict(saved["model"])
@@ -368,8 +402,14 @@ def _load_trained(out: Path, model, device: torch.device) -> tuple[dict, dict]:
 
 
 def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
-    """Run (or resume) one experiment into ``out``; returns the metrics dict also written to metrics.json."""
-    out = Path(out)
+    """Run (or resume) one experiment into ``out``; returns the metrics dict also written to metrics.json.
+
+    Everything that can fail on the config or the inputs fails before ``out`` is first written."""
+    with trusting(cfg.run.trust_pickle):
+        return _run_experiment(cfg, Path(out), progress)
+
+
+def _run_experiment(cfg: Config, out: Path, progress: bool) -> dict:
     device = resolve_device(cfg.run.device)
     if not cfg.groundtruth.source:
         raise ConfigError("[groundtruth] source is empty: give the compact table or the official .pth file")
@@ -378,12 +418,14 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
                                    cfg.groundtruth.seeds))
     archs = select_archs(cfg, gt)
     truth = gt.query_many(archs, query)  # fails now, not after training, if an arch is missing
-    resuming = prepare_run_dir(out, cfg)
+    status = check_run_dir(out, cfg)  # refuses a finished or different run before the data is loaded
     seed = cfg.run.seed
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     data = build_data(cfg, device, seed)
+    check_schedule(cfg, len(data.train), total_steps(cfg.train, len(data.train), make_sampler(cfg).paths_per_step))
+    resuming = create_run_dir(out, cfg, status)  # the first write: everything above can fail harmlessly
     write_json(out / "split.json", data.split_info)
     model = build_model(cfg, device)
     print(f"supernet: {json.dumps(model.describe())} on {device}" + (" (resuming)" if resuming else ""), file=sys.stderr)

@@ -36,7 +36,7 @@ from scipy import stats
 
 from .config import load_config, parse_override
 from .io import write_json
-from .regression import GUARDS, Guard, RegressionError, _strategy, read_run_metrics, run_value
+from .regression import GUARDS, Guard, NotComparableError, RegressionError, _strategy, read_run_metrics, run_value
 
 try:
     import tomllib
@@ -138,18 +138,15 @@ def _config_path(entry: Entry) -> Path:
 
 
 def entry_config(entry: Entry, seed: int):
-    cfg = load_config(_config_path(entry), [*entry.sets, f"run.seed={seed}"])
-    source = Path(cfg.groundtruth.source)
-    if not source.is_absolute() and not source.exists():
-        cfg.groundtruth.source = str(ROOT / source)
-    return cfg
+    return load_config(_config_path(entry), [*entry.sets, f"run.seed={seed}"])
 
 
 def config_digest(entry: Entry) -> str:
-    """sha256 of the entry's resolved config (every key, defaults included; seed 0, paths as written): a baseline
-    is for exactly this experiment, and comments or key order in the file do not matter."""
+    """sha256 of the entry's resolved config (every key, defaults included; seed 0; paths inside the checkout
+    relative to its root, so the digest is the same wherever it lives): a baseline is for exactly this
+    experiment, and comments or key order in the file do not matter."""
     cfg = load_config(_config_path(entry), [*entry.sets, "run.seed=0"])
-    return hashlib.sha256(cfg.to_toml().encode()).hexdigest()
+    return hashlib.sha256(cfg.identity_toml(ROOT).encode()).hexdigest()
 
 
 def _run_one(entry: Entry, seed: int, run_dir: Path) -> tuple[str, int, float]:
@@ -174,7 +171,7 @@ def _threads(n: int | None = None) -> int:
 def _finished(entry: Entry, seed: int, run_dir: Path) -> bool:
     cfg_file = run_dir / "config.toml"
     return ((run_dir / "metrics.json").is_file() and cfg_file.is_file()
-            and cfg_file.read_text() == entry_config(entry, seed).to_toml())
+            and cfg_file.read_text() == entry_config(entry, seed).identity_toml())
 
 
 def run_entries(jobs: list[tuple[Entry, int]], out: Path, workers: int = 0, log=print) -> dict[tuple[str, int], Path]:
@@ -311,8 +308,9 @@ def load_baseline(path: Path, entry: Entry, suite: Suite) -> dict:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         _bad(path, f"not a suite baseline (format {FORMAT}); re-record it with `regress --record --entry {entry.name}`")
     if data.get("config_sha256") != config_digest(entry):
-        _bad(path, f"recorded for another config or overrides than entry {entry.name!r} now has; the numbers are "
-                   f"not comparable. Re-record it deliberately with `regress --record --entry {entry.name}`")
+        raise NotComparableError(f"{path}: recorded for another config or overrides than entry {entry.name!r} now "
+                                 f"has; the numbers are not comparable. Re-record it deliberately with "
+                                 f"`regress --record --entry {entry.name}`")
     metrics = data.get("metrics")
     for m in entry.metrics:
         runs = (metrics or {}).get(m, {}).get("runs") if isinstance((metrics or {}).get(m), dict) else None

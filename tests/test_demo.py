@@ -1,5 +1,6 @@
 """The offline demo end to end (tiny budget), then `compare` and `check` on its real run directories."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -59,8 +60,9 @@ def test_demo_does_not_rerun_finished_strategies(demo_dir, capsys):
 
 
 def test_compare_cli_on_real_runs(demo_dir, tmp_path, capsys):
-    run = demo_dir / "uniform"
-    assert main(["compare", str(run), str(run), "--out", str(tmp_path / "cmp")]) == 0
+    run, copy = demo_dir / "uniform", tmp_path / "uniform-copy"
+    shutil.copytree(run, copy)  # a second run directory (the same directory twice is refused: one seed each)
+    assert main(["compare", str(run), str(copy), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out
     assert "uniform" in printed and "mean ± std" in printed  # two runs of one strategy aggregate
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
@@ -82,13 +84,13 @@ def test_check_cli_passes_then_fails_when_a_metric_drops(demo_dir, tmp_path, cap
     out = capsys.readouterr().out
     assert "REGRESSED kendall_tau" in out and "check FAILED" in out
     assert main(["check", str(run), "--baseline", str(baseline), "--tolerance", "0.5"]) == 0
-    # a baseline of another query is not comparable: exit 2, not a pass
+    # a baseline of another query is not comparable: exit 4, neither a pass nor a regression
     data["ground_truth_query"] = "cifar10valid_valid_200"
     baseline.write_text(json.dumps(data))
-    assert main(["check", str(run), "--baseline", str(baseline)]) == 2
+    assert main(["check", str(run), "--baseline", str(baseline)]) == 4
     # a baseline from several runs (here two strategies stand in for seeds of one experiment, strategy unchecked)
     seeds = [str(demo_dir / s) for s in ("uniform", "fairnas")]
-    assert main(["check", *seeds, "--baseline", str(baseline), "--update", "--description", "two runs"]) == 2
+    assert main(["check", *seeds, "--baseline", str(baseline), "--update", "--description", "two runs"]) == 4
     data = json.loads(baseline.read_text())  # not rewritten: two strategies are not one experiment
     assert data["ground_truth_query"] == "cifar10valid_valid_200"
     assert main(["check", str(run), str(run), "--baseline", str(baseline)]) == 2  # check takes one run

@@ -78,11 +78,30 @@ def test_interrupted_build_resumes_without_losing_jobs(tmp_path, monkeypatch):
 
 def test_resume_refuses_a_different_spec(tmp_path, monkeypatch):
     out = tmp_path / "gt.csv"
+    real, calls = gtbuild.train_standalone, []
+
+    def one_then_interrupt(*a):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(a)
+        return real(*a)
+
+    monkeypatch.setattr(gtbuild, "train_standalone", one_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_spec(), out, progress=False)
+    with pytest.raises(BuildError, match="differs in: epochs"):  # one finished job is not thrown away
+        build(tiny_spec(epochs=2), out, progress=False)
+
+
+def test_a_start_that_finished_no_job_is_reused_by_a_corrected_spec(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "gt.csv"
+    real = gtbuild.train_standalone
     monkeypatch.setattr(gtbuild, "train_standalone", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build(tiny_spec(), out, progress=False)
-    with pytest.raises(BuildError, match="differs in: epochs"):
-        build(tiny_spec(epochs=2), out, progress=False)
+    monkeypatch.setattr(gtbuild, "train_standalone", real)
+    build(tiny_spec(seeds=[0]), out, progress=False)
+    assert "finished no job" in capsys.readouterr().err and out.exists()
 
 
 def test_same_seed_gives_the_same_network_and_accuracy():

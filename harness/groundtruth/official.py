@@ -149,13 +149,16 @@ class OfficialGroundTruth(GroundTruth):
 
 
 def _load(path: Path) -> dict:
-    """Unpickle the official file. ``weights_only=False`` executes pickle code: only for the trusted official file."""
-    import torch  # lazy: importing torch costs seconds
+    """Unpickle the official file with torch's weights-only unpickler (:mod:`harness.safeload`): tensors, plain
+    containers and numpy scalars load; a file naming any other global is refused before it runs."""
+    from harness.safeload import UnsafeFileError, load_torch
 
     if not path.is_file():
         raise GroundTruthError(f"official NB201 file not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = load_torch(path, "NAS-Bench-201 .pth file")
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # truncated zip, bad pickle, EOF...: all mean "not a usable file"
         raise GroundTruthError(
             f"cannot read {path} as an official NAS-Bench-201 .pth file (truncated or corrupt?): {exc!r}"

@@ -53,6 +53,8 @@ class TableGroundTruth(GroundTruth):
         self.source = source
         self._line_offset = line_offset
         self.frame = frame.reset_index(drop=True)
+        if self.frame.empty:
+            raise GroundTruthError(f"{source}: the table holds no architectures (a header only?)")
         self._archs = self._parse_archs()
         self._row = {a: i for i, a in enumerate(self._archs)}
         self._cols: dict[str, np.ndarray] = {}

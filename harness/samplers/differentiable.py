@@ -109,7 +109,8 @@ class DifferentiableSampler(Sampler):
     def state_dict(self) -> dict:
         self._check_attached()
         return {"alpha": self.alpha.detach().clone(), "arch_opt": self.arch_opt.state_dict(),
-                "noise": self.noise.get_state()}
+                "noise": self.noise.get_state(),
+                "search": self.search.state_dict() if hasattr(self.search, "state_dict") else None}
 
     def load_state_dict(self, state: dict) -> None:
         self._check_attached()
@@ -117,6 +118,8 @@ class DifferentiableSampler(Sampler):
             self.alpha.copy_(state["alpha"])
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.noise.set_state(state["noise"].to(self.noise.get_state().device))
+        if state.get("search") is not None:  # the search batches' order and position (mid-epoch resume)
+            self.search.load_state_dict(state["search"])
 
 
 def _forward(model: nn.Module, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
