@@ -168,19 +168,20 @@ def test_crafted_run_checkpoint_runs_no_code(project, tmp_path, capsys, monkeypa
 
 # ----------------------------------------------------------------------------- resume equals uninterrupted
 
-def _kill_at(step: int, cfg, out: Path, monkeypatch) -> None:
-    """Training dies at ``step`` (in-process stand-in for kill -9: nothing is written on the way out)."""
-    real = train_mod.train_step
+def _kill_at(step: int, cfg, out: Path, monkeypatch, owner=train_mod) -> None:
+    """Training dies at ``step`` (in-process stand-in for kill -9: nothing is written on the way out); ``owner``
+    holds the ``train_step`` that dies (a differentiable sampler class has its own)."""
+    real = owner.train_step
 
     def die(*args):
         if args[4] == step:
             raise SystemExit("killed")
         return real(*args)
 
-    monkeypatch.setattr(train_mod, "train_step", die)
+    monkeypatch.setattr(owner, "train_step", die)
     with pytest.raises(SystemExit):
         run_experiment(cfg, out, progress=False)
-    monkeypatch.setattr(train_mod, "train_step", real)
+    monkeypatch.setattr(owner, "train_step", real)
 
 
 def _same_results(a: Path, b: Path) -> None:
@@ -222,6 +223,26 @@ def test_kill_9_mid_epoch_resumes_to_identical_metrics(project, tmp_path):
     assert saved["state"]["step"] == 6 and saved["batches"]["pos"] == 1 and saved["state"]["since"] == 1
     run_experiment(cfg, cut, progress=False)
     _same_results(tmp_path / "whole", cut)
+
+
+@pytest.mark.parametrize("variant", ["angle-shrinking", "darts"])
+def test_mid_epoch_kill_of_shrinking_and_bilevel_runs_resumes_identically(project, tmp_path, monkeypatch, variant):
+    from harness.samplers.differentiable import DARTSSampler
+
+    sets = {"angle-shrinking": ["shrink.rule='angle'", "shrink.warmup_epochs=1", "shrink.shrink_every=1",
+                                "shrink.min_ops=4", "shrink.estimate_space=4"],
+            "darts": ["sampler.name='darts'", "search.alpha_every=1"]}[variant]
+    cfg = load_config(project / "run.toml", sets)
+    run_experiment(cfg, tmp_path / "whole", progress=False)
+    # killed at step 8: the last checkpoint is step 6, mid-epoch (after angle's first round at step 5)
+    _kill_at(8, cfg, tmp_path / "cut", monkeypatch, owner=DARTSSampler if variant == "darts" else train_mod)
+    assert load_torch(tmp_path / "cut" / "checkpoint.pt", "run checkpoint")["state"]["step"] == 6
+    run_experiment(cfg, tmp_path / "cut", progress=False)
+    _same_results(tmp_path / "whole", tmp_path / "cut")
+    extra = {"angle-shrinking": ["shrink.csv", "space_estimates.csv"], "darts": ["alpha.csv"]}[variant]
+    for name in extra:
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / name), pd.read_csv(tmp_path / "cut" / name),
+                                      check_exact=True, obj=name)
 
 
 def test_kill_during_estimation_resumes_to_identical_metrics(project, tmp_path, monkeypatch):
