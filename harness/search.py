@@ -6,7 +6,9 @@ Run-directory files (:func:`search_report`, after training)::
 
     alpha.csv          step, epoch, derived (NB201 string), parameter_free, ground_truth, p_e{edge}_{op} ...
     sharpness.csv      step, epoch, eigenvalue, iterations, images
-    alpha_scores.csv   all 15,625 architectures: arch, nb201_index, alpha_score, rank, ground_truth
+    alpha_scores.csv   all 15,625 architectures: arch, space_index (base-5 order of harness.space), nb201_index
+                       (NB201's own index, from the ground truth; empty where it has none), alpha_score, rank,
+                       ground_truth
 """
 from __future__ import annotations
 
@@ -122,13 +124,16 @@ def alpha_table(alpha_rows: list[dict], truth_many) -> pd.DataFrame:
     return frame
 
 
-def alpha_scores(alpha, truth_many) -> pd.DataFrame:
-    """alpha_scores.csv: every architecture of the space, its alpha-score and rank (1 = best; ties by index)."""
+def alpha_scores(alpha, truth_many, nb201_index=lambda arch: None) -> pd.DataFrame:
+    """alpha_scores.csv: every architecture of the space, its alpha-score and rank (1 = best; ties by the base-5
+    ``space_index``). ``nb201_index(arch)`` is NB201's own index (the ground truth's; None where unknown): NB201
+    numbers architectures in its own order, not base 5, so the two agree for almost no architecture."""
     archs = all_archs()
     idx = np.array([a.index for a in archs])
     scores = alpha_score(alpha, np.asarray(archs, dtype=np.int64))
-    return pd.DataFrame({"arch": [a.to_str() for a in archs], "nb201_index": idx, "alpha_score": scores,
-                         "rank": rank_by_score(scores, idx), "ground_truth": truth_many(archs)})
+    official = pd.array([nb201_index(a) for a in archs], dtype="Int64")
+    return pd.DataFrame({"arch": [a.to_str() for a in archs], "space_index": idx, "nb201_index": official,
+                         "alpha_score": scores, "rank": rank_by_score(scores, idx), "ground_truth": truth_many(archs)})
 
 
 def alpha_block(alpha, scores: pd.DataFrame, estimated: Sequence[Arch], truth: np.ndarray, records: pd.DataFrame,
@@ -176,7 +181,8 @@ def search_report(out: Path, saved: dict | None, gt, query, archs: Sequence[Arch
 
     records = alpha_table(saved["alpha_rows"], truth_many)
     sharp = pd.DataFrame(saved["sharpness_rows"], columns=["step", "epoch", "eigenvalue", "iterations", "images"])
-    scores = alpha_scores(saved["alpha"], truth_many)
+    index = {a: gt.nb201_index(a) for a in known}
+    scores = alpha_scores(saved["alpha"], truth_many, index.get)
     write_csv(out / "alpha.csv", records)
     write_csv(out / "alpha_scores.csv", scores)
     if not sharp.empty:

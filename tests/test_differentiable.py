@@ -316,9 +316,10 @@ def test_alpha_score_ranks_all_15625_architectures_deterministically():
     assert best == derived_arch(alpha).to_str()
     ordered = frame.sort_values("rank")
     assert (np.diff(ordered["alpha_score"].to_numpy()) <= 0).all()
-    # ties (alpha at 0: every architecture equally likely) are broken by NB201 index, the same every time
+    # ties (alpha at 0: every architecture equally likely) are broken by the base-5 index, the same every time
     tied = alpha_scores(torch.zeros(NUM_EDGES, NUM_OPS), lambda archs: np.full(len(archs), np.nan))
-    assert (tied["rank"] == tied["nb201_index"] + 1).all()
+    assert (tied["rank"] == np.arange(1, NUM_ARCHS + 1)).all() and (tied["space_index"] == np.arange(NUM_ARCHS)).all()
+    assert tied["nb201_index"].isna().all()  # no ground truth given: NB201's index is unknown, not made up
     assert (rank_by_score(np.array([1.0, 2.0, 2.0]), np.array([5, 9, 3])) == [3, 2, 1]).all()
 
 
@@ -386,6 +387,7 @@ def test_differentiable_run_writes_alpha_estimators_and_sharpness(tmp_path, dcon
     assert sharp["step"].tolist() == [0, 2 * spe, 20] and np.isfinite(sharp["eigenvalue"]).all()
     scores = pd.read_csv(out / "alpha_scores.csv")
     assert len(scores) == NUM_ARCHS and scores["ground_truth"].notna().sum() == len(ARCHS)
+    assert scores["nb201_index"].isna().sum() == NUM_ARCHS - len(ARCHS)  # the test table holds no NB201 index
     block = json.loads((out / "metrics.json").read_text())["alpha"]
     assert block["derived"]["arch"] == records["derived"].iloc[-1] == derived_arch(np.array(block["alpha"])).to_str()
     assert block["ranking"]["n_archs"] == len(ARCHS) and block["sharpness"]["n"] == len(sharp)
@@ -427,3 +429,15 @@ def test_differentiable_run_resumes_with_alpha_and_its_record(tmp_path, dconfig,
     records = pd.read_csv(out / "alpha.csv")
     assert records["step"].is_monotonic_increasing and records["step"].iloc[0] == 0  # the record kept its start
     assert records["step"].iloc[-1] == 20
+
+
+def test_alpha_scores_nb201_index_is_nb201s_own(gt_frame):
+    """Oracle: the shared NB201 table's own index column (NB201's order is not base 5)."""
+    from harness.groundtruth import TableGroundTruth
+
+    gt = TableGroundTruth(gt_frame)
+    index = {a: gt.nb201_index(a) for a in gt.archs()}
+    frame = alpha_scores(torch.zeros(NUM_EDGES, NUM_OPS), lambda archs: np.full(len(archs), np.nan), index.get)
+    truth = gt_frame.set_index("arch")["nb201_index"]
+    assert (frame.set_index("arch")["nb201_index"] == truth.loc[frame["arch"]].to_numpy()).all()
+    assert (frame["nb201_index"] == frame["space_index"]).sum() < 100  # the base-5 index is another numbering
