@@ -53,7 +53,7 @@ class SupernetSection:
     C: int = 16
     N: int = 5
     num_classes: int = 10
-    bn_policy: str = "batch"  # "batch" (NB201 search setting) | "recalibrate"
+    bn_policy: str = "batch"  # "batch" (NB201's BN=0) | "recalibrate" (SPOS) | "track" (NB201's BN=1)
     bn_affine: bool = False
 
 

@@ -1,8 +1,10 @@
 """Inherited-weight estimation: accuracy of each architecture's single path with supernet weights.
 
 The BN policy of the supernet decides what happens before evaluation: with ``batch`` the cell
-BNs use batch statistics (NB201's search setting); with ``recalibrate`` every BN's running
-statistics are reset and recomputed on training batches for each architecture (SPOS).
+BNs use batch statistics (NB201's BN=0); with ``recalibrate`` every BN's running statistics are
+reset and recomputed on training batches for each architecture (SPOS); with ``track`` the running
+statistics the BNs tracked during training are used as they are, shared by every architecture
+(NB201's BN=1).
 """
 from __future__ import annotations
 

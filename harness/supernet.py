@@ -24,7 +24,10 @@ from torch import nn
 from .nets import Skeleton, make_op
 from .space import EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch
 
-BN_POLICIES = ("batch", "recalibrate")
+# batch: cell BNs use batch statistics, in training and estimation (NB201's BN=0); recalibrate: running statistics,
+# recomputed per architecture before it is estimated (SPOS); track: running statistics tracked during training
+# and used as they are (NB201's BN=1, xautodl's --track_running_stats 1)
+BN_POLICIES = ("batch", "recalibrate", "track")
 _NONE, _SKIP = OPS.index("none"), OPS.index("skip_connect")
 
 
@@ -91,7 +94,7 @@ class Supernet(Skeleton):
         super().__init__(C, N, num_classes)
 
     def make_cell(self, c: int) -> nn.Module:
-        return SearchCell(c, affine=self.bn_affine, track_running_stats=self.bn_policy == "recalibrate")
+        return SearchCell(c, affine=self.bn_affine, track_running_stats=self.bn_policy != "batch")
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         x = self.stem(x)

@@ -187,3 +187,11 @@ def test_every_strategy_trains_estimates_and_records_forgetting(tmp_path, config
     assert len(probes) == 3 * len(set(probes["step"])) and probes["step"].max() == train["steps"]
     assert metrics["forgetting"]["n_probes"] == 3
     assert (tmp_path / name / "decay.csv").exists()
+
+
+def test_track_bn_policy_runs_end_to_end(tmp_path, config):
+    config.supernet.bn_policy = "track"  # NB201's BN=1: running statistics from training, no recalibration
+    metrics = run_experiment(config, tmp_path / "run", progress=False)
+    assert metrics["estimator"]["bn_policy"] == "track" and metrics["supernet"]["bn_policy"] == "track"
+    est = pd.read_csv(tmp_path / "run" / "estimates.csv")
+    assert est["estimate"].between(0, 100).all() and est["estimate"].nunique() > 1

@@ -128,3 +128,34 @@ def test_recalibration_sets_running_stats_to_the_path_statistics():
     assert stem_bn.momentum == 0.1  # restored
     with pytest.raises(ValueError, match="calibration batches"):
         estimate_archs(model, [arch], batches, calib_batches=(), progress=False)
+
+
+def test_track_policy_normalises_with_the_statistics_tracked_in_training():
+    """BN=1 (xautodl --track_running_stats 1): cell BNs track running statistics while training and estimation
+    uses them as they are. Oracle by hand: after one training forward, a cell BN's running mean is
+    0.9 * 0 + 0.1 * (the batch mean of its input); estimation leaves every buffer as it was, and it equals an
+    eval-mode forward, while a ``batch`` supernet with the same weights normalises each batch with its own
+    statistics (and gives another result)."""
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3, bn_policy="track")
+    arch = Arch((3, 0, 0, 0, 1, 0))  # nor_conv_3x3 on 0->1, skip 1->3: the BN output reaches the logits
+    bn = model.cells[0].edges[0][3][2]
+    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.track_running_stats
+    batches = toy_batches(2)
+    model.train()
+    seen = {}
+    hook = model.cells[0].edges[0][3][1].register_forward_hook(lambda m, i, o: seen.setdefault("x", o.detach()))
+    model(batches[0][0], arch)
+    hook.remove()
+    assert torch.allclose(bn.running_mean, 0.1 * seen["x"].mean((0, 2, 3)), atol=1e-6)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = estimate_archs(model, [arch], batches, progress=False)
+    assert all(torch.equal(buffers[k], v) for k, v in model.state_dict().items())  # nothing recalibrated
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(x, arch).argmax(1) == y).sum().item() for x, y in batches)
+    assert rows[0]["estimate"] == pytest.approx(100 * correct / 32)
+    batch_model = Supernet(C=4, N=1, num_classes=3, bn_policy="batch")
+    batch_model.load_state_dict({k: v for k, v in model.state_dict().items() if k in batch_model.state_dict()})
+    other = estimate_archs(batch_model, [arch], batches, progress=False)
+    assert other[0]["loss"] != pytest.approx(rows[0]["loss"])
