@@ -71,6 +71,10 @@ class TrainSection:
     grad_clip: float = 5.0
     log_every: int = 50
     checkpoint_every: int = 1000
+    # ops off the sampled path: "skip" = gradients set to None, so SGD leaves them alone (PyTorch >= 2.0's
+    # zero_grad); "zero" = gradients zeroed in place (PyTorch 1.x's, NB201's era), so once an op has had a
+    # gradient, momentum and weight decay move it every step
+    unsampled_ops: str = "skip"
 
 
 @dataclass
@@ -159,6 +163,7 @@ SECTIONS: dict[str, type] = {
     "search": SearchSection, "groundtruth": GroundTruthSection, "metrics": MetricsSection,
 }
 ARCH_SETS = ("all", "unique", "sample", "list", "groundtruth")
+UNSAMPLED_OPS = ("skip", "zero")
 
 
 @dataclass
@@ -183,23 +188,30 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
     def identity(self, root: Path | None = None) -> dict:
-        """What the experiment is: every key but :data:`EXECUTION_KEYS`; with ``root``, paths below it are
-        written relative to it (so the identity does not depend on where a checkout lives)."""
+        """What the experiment is: every key but :data:`EXECUTION_KEYS`; with ``root`` (for digests), paths below
+        it are written relative to it (so the identity does not depend on where a checkout lives) and
+        :data:`ADDED_KEYS` at their behaviour-preserving value are left out."""
         data = self.to_dict()
         for section, key in EXECUTION_KEYS:
             data[section].pop(key)
         if root is not None:
             for section, key in PATH_KEYS:
                 data[section][key] = _relative_to(data[section][key], Path(root).resolve())
+            for (section, key), value in ADDED_KEYS.items():
+                if data[section][key] == value:
+                    data[section].pop(key)
         return data
 
     def identity_toml(self, root: Path | None = None) -> str:
-        """The TOML a run directory stores (``config.toml``) and a rerun must match."""
+        """The TOML a run directory stores (``config.toml``) and a rerun must match (``root``: see identity)."""
         return tomli_w.dumps(self.identity(root))
 
 
 # keys that say how a run may execute, not what it computes: not part of its identity (config.toml, digests)
 EXECUTION_KEYS = (("run", "trust_pickle"),)
+# keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
+# existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
+ADDED_KEYS = {("train", "unsampled_ops"): "skip"}
 # keys holding file paths: resolved against the config file's folder (overrides: the current directory)
 PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
 _SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
@@ -286,6 +298,8 @@ def _check_ranges(cfg: "Config") -> None:
         raise ConfigError(f"[train] lr = {t.lr!r}: must be > 0")
     if t.lr_min > t.lr:
         raise ConfigError(f"[train] lr_min = {t.lr_min!r} is above lr = {t.lr!r}: the cosine schedule decays to lr_min")
+    if t.unsampled_ops not in UNSAMPLED_OPS:
+        raise ConfigError(f"[train] unsampled_ops = {t.unsampled_ops!r}; valid: {', '.join(UNSAMPLED_OPS)}")
     if t.nesterov and t.momentum == 0:
         raise ConfigError("[train] nesterov = true needs momentum > 0")
     if 0 < m.bootstrap < 20:

@@ -89,10 +89,20 @@ def total_steps(cfg: TrainSection, steps_per_epoch: int, paths_per_step: float =
     return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
 
 
+class ZeroingSGD(torch.optim.SGD):
+    """SGD whose ``zero_grad`` zeroes gradients in place, as PyTorch 1.x's did (``[train] unsampled_ops =
+    "zero"``): a parameter off the sampled path keeps a zero gradient instead of None, so SGD still applies
+    momentum and weight decay to it. Parameters that never had a gradient stay None, as in 1.x."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none=False)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainSection, steps: int):
     """NB201's search recipe: SGD Nesterov, cosine from lr to lr_min over the run (per step)."""
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          weight_decay=cfg.weight_decay)
+    cls = ZeroingSGD if cfg.unsampled_ops == "zero" else torch.optim.SGD
+    opt = cls(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+              weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.lr_min)
     return opt, sched
 

@@ -192,3 +192,13 @@ def test_regress_records_passes_and_catches_a_planted_fault_end_to_end(tmp_path,
     assert main([*args[:-4], "--out", str(tmp_path / "faulty"), "--workers", "1"]) == 1
     out = capsys.readouterr().out
     assert "regress FAILED" in out and "| tiny | mean_estimate |" in out and "REGRESSED" in out
+
+
+def test_a_key_added_after_recording_keeps_the_digest_only_at_its_old_behaviour():
+    """[train] unsampled_ops came after the baselines: at "skip" (what every run did before) the digest is the
+    recorded one; "zero" is another experiment and changes it."""
+    e = COMMITTED.entries[0]
+    recorded = json.loads(COMMITTED.baseline_path(e).read_text())["config_sha256"]
+    assert S.config_digest(e) == recorded
+    other = S.Entry(e.name, e.config, [*e.sets, "train.unsampled_ops='zero'"], e.metrics, e.report)
+    assert S.config_digest(other) != recorded

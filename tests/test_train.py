@@ -159,3 +159,45 @@ def test_track_policy_normalises_with_the_statistics_tracked_in_training():
     batch_model.load_state_dict({k: v for k, v in model.state_dict().items() if k in batch_model.state_dict()})
     other = estimate_archs(batch_model, [arch], batches, progress=False)
     assert other[0]["loss"] != pytest.approx(rows[0]["loss"])
+
+
+class _Fixed:
+    """A sampler that plans the given architectures, one per step."""
+
+    differentiable = False
+
+    def __init__(self, archs):
+        self.archs = archs
+
+    def plan(self, step, rng):
+        return [(self.archs[step], 1.0)]
+
+    def observe(self, step, archs, losses):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["skip", "zero"])
+def test_unsampled_ops_skip_or_get_momentum_and_weight_decay(mode):
+    """Oracle by hand (torch.optim.SGD's documented update, Nesterov): an op trained at step 0 and off the path
+    at step 1 keeps its weights under "skip"; under "zero" (PyTorch 1.x's zero_grad, NB201's era) its gradient
+    is 0, so d = wd * w, buf = momentum * buf + d, w -= lr * (d + momentum * buf)."""
+    from harness.train import train_step
+
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3)
+    cfg = TrainSection(lr=0.1, lr_min=0.1, momentum=0.9, weight_decay=5e-4, unsampled_ops=mode)
+    opt, _ = make_optimizer(model, cfg, steps=2)
+    conv = model.cells[0].edges[0][3][1].weight  # nor_conv_3x3 on 0->1 of the first cell
+    sampler = _Fixed([Arch((3, 0, 0, 0, 1, 0)), Arch((2, 0, 0, 0, 1, 0))])  # step 1 trains nor_conv_1x1 instead
+    (x, y), rng = toy_batches(1)[0], random.Random(0)
+    train_step(model, sampler, x, y, 0, rng, opt, grad_clip=0)
+    w0, buf0 = conv.detach().clone(), opt.state[conv]["momentum_buffer"].clone()
+    train_step(model, sampler, x, y, 1, rng, opt, grad_clip=0)
+    if mode == "skip":
+        assert conv.grad is None and torch.equal(conv, w0)
+    else:
+        d = 5e-4 * w0
+        buf = 0.9 * buf0 + d
+        assert torch.equal(conv.grad, torch.zeros_like(conv))
+        assert torch.allclose(conv.detach(), w0 - 0.1 * (d + 0.9 * buf), rtol=0, atol=1e-7)  # float32 rounding
+        assert not torch.equal(conv, w0)
