@@ -118,6 +118,8 @@ class ShrinkSection:
     score_images: int = 500  # held-out images (the first, in stored order) the accuracy rule scores child models on
     estimate_space: int = 1000  # after training also estimate up to this many non-isomorphic architectures of the final space
     options: dict = field(default_factory=dict)  # the rule's own keys ([shrink.options]), e.g. samples
+    at_end: bool = False  # also a round right after the last training step (ABS: one global round after training)
+    max_rounds: int = 0  # > 0: at most this many rounds
 
 
 @dataclass
@@ -211,7 +213,7 @@ class Config:
 EXECUTION_KEYS = (("run", "trust_pickle"),)
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
-ADDED_KEYS = {("train", "unsampled_ops"): "skip"}
+ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0}
 # keys holding file paths: resolved against the config file's folder (overrides: the current directory)
 PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
 _SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
@@ -406,6 +408,8 @@ def _validate_shrink(sh: ShrinkSection, split: SplitSection) -> None:
     _check_options(f"[shrink.options] for rule {sh.rule!r}", cls, sh.options)
     if sh.mode not in SHRINK_MODES:
         raise ConfigError(f"[shrink] mode = {sh.mode!r}; valid: {', '.join(SHRINK_MODES)}")
+    if sh.max_rounds < 0:
+        raise ConfigError(f"[shrink] max_rounds = {sh.max_rounds}: must be >= 0 (0 = until min_ops/target_size)")
     if sh.drop < 1 or not 1 <= sh.min_ops <= 5 or sh.target_size < 0 or sh.estimate_space < 0 or sh.score_images < 1:
         raise ConfigError("[shrink] needs drop >= 1, min_ops in 1..5 (an edge keeps at least one op), "
                           "target_size >= 0, estimate_space >= 0 and score_images >= 1")

@@ -38,12 +38,12 @@ def round_steps(sh: ShrinkSection, steps_per_epoch: int, steps: int) -> list[int
     if sh.rule == "none":
         return []
     first, every = round(sh.warmup_epochs * steps_per_epoch), max(1, round(sh.shrink_every * steps_per_epoch))
-    out = list(range(first, steps, every))
+    out = list(range(first, steps, every)) + ([steps] if sh.at_end else [])
     if not out:
         raise ConfigError(f"[shrink] rule = {sh.rule!r} but warmup_epochs = {sh.warmup_epochs} is not inside the run "
                           f"({steps} steps = {steps / steps_per_epoch:.2f} epochs of {steps_per_epoch} steps): no "
-                          "round would run; lower warmup_epochs")
-    return out
+                          "round would run; lower warmup_epochs (or set at_end = true for a round after training)")
+    return out[:sh.max_rounds] if sh.max_rounds > 0 else out
 
 
 def rounds_needed(sh: ShrinkSection) -> int:

@@ -166,3 +166,36 @@ def test_compare_reads_shrinking_runs_into_tables_and_figures(tmp_path, base):
     assert "`uniform+angle` (2 runs): final space 64 architectures" in text
     assert f"`uniform+angle` kept the most of the true top 5% ({angle['top5pct_retained'].mean():.3f} of it" in text
     assert "64 / 15625" not in text and f"{64 / 15625:.1%}" in text
+
+
+def test_one_global_round_after_training_as_abs(tmp_path, base, monkeypatch):
+    """ABS's NB201 shrinking: the whole budget on the full space, then one global angle round that removes 20 of
+    the 30 (edge, op) and keeps at least one op per edge. Oracle: the 20 removed are the 20 lowest scores of that
+    round's log (ties to the lower op index), subject to the one-per-edge floor."""
+    cfg = load_config(None, base + ["shrink.rule='angle'", "shrink.warmup_epochs=100", "shrink.at_end=true",
+                                    "shrink.mode='global'", "shrink.drop=20", "shrink.min_ops=1",
+                                    "shrink.estimate_space=10"])
+    trained = _record_trained(monkeypatch)
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    log = pd.read_csv(tmp_path / "run" / "shrink.csv")
+    assert log["round"].unique().tolist() == [1] and log["step"].unique().tolist() == [20]  # after the last step
+    assert len(log) == 30 and log["removed"].sum() == 20
+    assert all(len({a[e] for _, a in trained}) == 5 for e in range(6))  # trained on the full space all along
+    kept = log[~log["removed"]]
+    assert kept.groupby("edge").size().reindex(range(6)).notna().all()  # every edge keeps an op
+    floor_free = log.sort_values(["score", "op"], kind="stable")
+    expected, left = set(), {e: 5 for e in range(6)}
+    for _, row in floor_free.iterrows():
+        if len(expected) < 20 and left[row["edge"]] > 1:
+            expected.add((row["edge"], row["op"]))
+            left[row["edge"]] -= 1
+    assert set(map(tuple, log.loc[log["removed"], ["edge", "op"]].to_numpy())) == expected
+    block = metrics["shrink"]
+    assert block["rounds"] == 1 and block["round_steps"] == [20]
+    assert [len(ops) for ops in block["final_space"]] == kept.groupby("edge").size().tolist()
+
+
+def test_max_rounds_caps_the_schedule(tmp_path, base):
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "shrink.max_rounds=1"])
+    metrics = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert metrics["shrink"]["rounds"] == 1 and metrics["shrink"]["round_steps"] == [5]
