@@ -115,8 +115,12 @@ def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Ten
     plan = sampler.plan(step, rng)
     losses = []
     for arch, weight in plan:
-        loss = F.cross_entropy(model(x, arch), y)
-        (weight * loss).backward()  # gradients of the plan's paths accumulate into one step
+        if weight == 0:  # evaluated only: no gradient (NSAS's official constraint_grad = false)
+            with torch.no_grad():
+                loss = F.cross_entropy(model(x, arch), y)
+        else:
+            loss = F.cross_entropy(model(x, arch), y)
+            (weight * loss).backward()  # gradients of the plan's paths accumulate into one step
         losses.append(loss.detach())
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

@@ -125,6 +125,54 @@ def test_gdas_runs_exactly_one_op_per_edge_in_forward():
     assert calls == {(c, e, o): 1 for c in range(n_cells) for e in range(NUM_EDGES) for o in modules_run}
 
 
+@pytest.mark.parametrize("constraint", ["random-diverse", "random-compensate"])
+def test_gdas_nsas_notebook_constraint_sets_and_detached_gradient(constraint):
+    """Oracles from the official GDAS-NSAS notebooks: diver_gene makes the second path differ from the random
+    one on every edge; cal_compensate only where random agrees with the sampled path (elsewhere the sampled op).
+    With constraint_grad = false the value is 0.8 L(current) + 0.1 (L(random) + L(diverse)) (lam 0.2) and the
+    gradient is plain GDAS's: equal, parameter by parameter, to a GDAS sampler's with the same seed."""
+    x, y = next(_batches())
+    for step in range(20):
+        net = _net()
+        s = SAMPLERS.get("gdas-nsas")(constraint=constraint, lam=0.2)
+        s.attach(net, _batches(seed=1), steps=20, seed=step)
+        torch.manual_seed(step)
+        _, current = s.path_loss(net, x, y, 0, s.alpha.detach())
+        rand, other = s.members(current)
+        for e in range(NUM_EDGES):
+            if constraint == "random-diverse" or rand[e] == current[e]:
+                assert other[e] != rand[e]
+            else:
+                assert other[e] == current[e]
+    net, ref = _net(), _net()
+    s = SAMPLERS.get("gdas-nsas")(constraint=constraint, lam=0.2, constraint_grad=False)
+    g = GDASSampler()
+    s.attach(net, _batches(seed=1), steps=20, seed=3)
+    g.attach(ref, _batches(seed=1), steps=20, seed=3)
+    loss, arch = s.weight_loss(net, x, y, 0)
+    ref_loss, ref_arch = g.weight_loss(ref, x, y, 0)
+    assert arch == ref_arch and s.used_ == 2
+    loss.backward()
+    ref_loss.backward()
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, rtol=0, atol=1e-7), name
+    assert loss.item() != pytest.approx(ref_loss.item())  # the value carries the constraint
+    # the value, by hand, with a sampler whose draws are replayed
+    s2 = SAMPLERS.get("gdas-nsas")(constraint=constraint, lam=0.2, constraint_grad=False)
+    net2 = _net()
+    s2.attach(net2, _batches(seed=1), steps=20, seed=3)
+    state = s2.noise.get_state()
+    loss2, arch2 = s2.weight_loss(net2, x, y, 0)
+    s2.noise.set_state(state)
+    hard, _ = s2.sample(0, s2.alpha.detach())
+    with torch.no_grad():
+        cur = F.cross_entropy(net2.forward_weighted(x, hard, arch2), y)
+        r, d = (F.cross_entropy(net2(x, a), y) for a in s2.members(arch2))
+    assert loss2.item() == pytest.approx((0.8 * cur + 0.1 * (r + d)).item(), rel=1e-6)
+
+
 def test_gumbel_hard_sample_is_one_hot_with_soft_gradients_and_follows_alpha():
     alpha = torch.tensor([[0.0, 0, 0, 3, 0]] * NUM_EDGES, requires_grad=True)
     g = torch.Generator().manual_seed(0)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from harness.samplers import SAMPLERS
-from harness.samplers.diversity import DiverseArchive, knn_novelty, total_novelty
-from harness.space import NUM_EDGES, NUM_OPS, Arch, all_archs, depth, hamming, random_arch
+from harness.samplers.diversity import DiverseArchive, GreedyNoveltyArchive, knn_novelty, total_novelty
+from harness.samplers.nsas import as_built, chain_edges
+from harness.space import EDGES, NUM_EDGES, NUM_OPS, Arch, all_archs, depth, hamming, random_arch
 
 
 PLANNED = [n for n in SAMPLERS.names() if not SAMPLERS.get(n).differentiable]  # differentiable: test_differentiable.py
@@ -21,7 +22,7 @@ def test_sampler_conformance(name):
         assert plan, "a plan trains at least one path"
         for arch, weight in plan:
             assert isinstance(arch, Arch)
-            assert weight > 0
+            assert weight > 0  # by default every planned path trains (weight 0 = evaluated only, an option)
     again = SAMPLERS.get(name)()
     assert [again.plan(s, random.Random(s)) for s in range(50)] == plans  # determined by the passed rng
     sampler.observe(0, [a for a, _ in plans[0]], [1.0] * len(plans[0]))
@@ -111,7 +112,7 @@ def test_knn_novelty_counts_multiset_members():
 
 
 def test_novelty_trains_the_most_novel_candidate():
-    sampler, rng = SAMPLERS.get("novelty")(k=3, candidates=8), random.Random(0)
+    sampler, rng = SAMPLERS.get("novelty")(rule="candidates", k=3, candidates=8), random.Random(0)
     trained = []
     for step in range(60):
         cand_rng = random.Random(step)
@@ -126,7 +127,8 @@ def test_novelty_trains_the_most_novel_candidate():
 
 
 def test_novelty_mutates_recent_architectures_and_bounds_its_archive():
-    sampler = SAMPLERS.get("novelty")(candidates=10, mutation_fraction=0.5, recent=2, archive_size=5)
+    sampler = SAMPLERS.get("novelty")(rule="candidates", candidates=10, mutation_fraction=0.5, recent=2,
+                                      archive_size=5)
     seen = [Arch([3] * 6), Arch([2] * 6)]
     sampler.observe(0, seen, [0.0, 0.0])
     cands = sampler.propose(random.Random(0))
@@ -138,6 +140,47 @@ def test_novelty_mutates_recent_architectures_and_bounds_its_archive():
     other = SAMPLERS.get("novelty")(archive_size=5)
     other.load_state_dict(state)
     assert (other.counts_ == sampler.counts_).all()
+
+
+def test_novelty_es_fills_its_store_then_moves_a_member_by_the_official_update():
+    """Oracle: ENNAS's sample_arch/get_arch by hand. Filling: uniform draws, one slot per step. Then: a uniform
+    slot; n Gaussian perturbations of its op vector, each weighted by the novelty of its rounded value (mean of the
+    k smallest Hamming distances to the store, over 6 edges); member + es_lr / (n sigma) * sum; round, clip."""
+    sampler = SAMPLERS.get("novelty")(store=4, k=2, n=3, es_lr=2.0, sigma=1.0)
+    rng, mirror = random.Random(5), random.Random(5)
+    filled = [sampler.plan(step, rng)[0][0] for step in range(4)]
+    assert filled == [Arch(mirror.choice(range(NUM_OPS)) for _ in range(NUM_EDGES)) for _ in range(4)]
+    assert sampler.store_ == filled
+    for step in range(4, 30):
+        store = list(sampler.store_)
+        (arch, w), = sampler.plan(step, rng)
+        index = mirror.randrange(4)
+        member = list(store[index])
+        noise = [[mirror.gauss(0.0, 1.0) for _ in range(NUM_EDGES)] for _ in range(3)]
+        move = [0.0] * NUM_EDGES
+        for eta in noise:
+            gene = [round(m + e) for m, e in zip(member, eta)]  # Python's round: half to even, as np.round
+            dist = sorted(sum(g != o for g, o in zip(gene, other)) / NUM_EDGES for other in store)
+            fit = (dist[0] + dist[1]) / 2
+            move = [mv + fit * e for mv, e in zip(move, eta)]
+        expected = Arch(min(max(round(m + 2.0 / 3 * mv), 0), NUM_OPS - 1) for m, mv in zip(member, move))
+        assert arch == expected and w == 1.0
+        assert sampler.store_ == store[:index] + [expected] + store[index + 1:]  # written back
+
+
+def test_novelty_es_at_the_official_step_size_trains_store_members():
+    """At es_lr = 0.01, n = 10 the move is 0.001 times a sum of 10 novelty-weighted Gaussians per edge, far below the
+    0.5 that would change the rounded architecture:
+    after its store fills, the official rule trains members of its first `store` random draws."""
+    sampler, rng = SAMPLERS.get("novelty")(store=50), random.Random(0)
+    first = [sampler.plan(step, rng)[0][0] for step in range(50)]
+    later = [sampler.plan(step, rng)[0][0] for step in range(50, 400)]
+    assert set(later) <= set(first) and len(set(later)) > 30
+    restored = SAMPLERS.get("novelty")(store=50)
+    restored.load_state_dict(sampler.state_dict())
+    assert restored.store_ == sampler.store_
+    with pytest.raises(ValueError, match="rule"):
+        SAMPLERS.get("novelty")(rule="evolution")
 
 
 def test_diverse_archive_stays_maximally_diverse_under_replacement():
@@ -165,8 +208,89 @@ def test_diverse_archive_stays_maximally_diverse_under_replacement():
     assert crowd.offer(Arch([4] * 6)) and Arch([4] * 6) in crowd.members
 
 
-def test_nsas_loss_is_current_plus_mean_of_the_archive():
-    sampler, rng = SAMPLERS.get("nsas")(archive_size=4, lam=0.5), random.Random(0)
+A0, A1, A4 = Arch([0] * 6), Arch([0] * 5 + [1]), Arch([4] * 6)
+
+
+def test_official_archive_fill_adds_the_most_novel_candidate():
+    """Oracle: the official diver_arch_generate, by hand. Novelty = mean of the k = 10 smallest Hamming
+    distances to the members; only a score above 0 counts, the first maximum wins, else the fallback."""
+    archive = GreedyNoveltyArchive(size=8, k=10)
+    fallback = A4
+    assert archive.fill([A1], fallback) == fallback  # empty archive: the official score is nan, never > 0
+    archive.members = [A0]
+    c1, c2, c3 = Arch([1, 0, 0, 0, 0, 0]), Arch([1, 1, 1, 0, 0, 0]), Arch([2, 2, 2, 0, 0, 0])  # novelty 1, 3, 3
+    assert archive.fill([c1, c2, c3], fallback) == c2 and archive.members == [A0, c2]
+    archive.members = [A0]
+    assert archive.fill([A0, A0], fallback) == fallback  # no candidate above 0
+    # update(): the fallback is drawn first, then the candidates; the current architecture joins `recent`
+    archive = GreedyNoveltyArchive(size=2, k=10, candidates=2)
+    draws = iter([A4, A0, A1, A0, Arch([0, 0, 0, 4, 4, 4]), A1])
+    archive.update(A1, draws.__next__)  # empty: the fallback A4
+    assert archive.members == [A4] and archive.recent == [A1]
+    archive.update(A0, draws.__next__)  # fallback A0; candidates 0,0,0,4,4,4 (novelty 3) and A1 (novelty 6)
+    assert archive.members == [A4, A1] and archive.recent == [A1, A0]
+
+
+def test_official_archive_replaces_the_member_most_similar_to_the_current_one():
+    """Oracle: the official find_similar_arch + diver_arch_replace, by hand."""
+    m0, m1, m2 = A0, A1, A4
+    current = Arch([0, 0, 0, 0, 1, 1])  # distances to the members: 2, 1, 6 -> m1 is compared
+    # m1's novelty against the rest (m0, m2): (1 + 6) / 2 = 3.5
+    r1 = Arch([0, 0, 0, 0, 0, 2])  # (1 + 6) / 2 = 3.5: not strictly more novel
+    r2 = Arch([2, 2, 2, 0, 0, 0])  # (3 + 6) / 2 = 4.5
+    r3 = Arch([3, 3, 3, 3, 0, 0])  # (4 + 6) / 2 = 5.0, the most novel
+    r4 = Arch([3, 3, 3, 0, 3, 0])  # 5.0 as well, later: loses the tie
+    archive = GreedyNoveltyArchive(size=3, k=10)
+    archive.members, archive.recent = [m0, m1, m2], [r1, r2, r3, r4]
+    assert archive.replace(current) == 1 and archive.members == [m0, r3, m2]
+    archive.members, archive.recent = [m0, m1, m2], [r1]
+    assert archive.replace(current) == 1 and archive.members == [m0, m1, m2]  # kept: nothing more novel
+    archive.members, archive.recent = [m0, m1, m2], [r3]
+    assert archive.replace(Arch([0, 0, 0, 0, 0, 3])) == 0  # equidistant from m0 and m1: the earliest
+    assert archive.members == [r3, m1, m2]
+    # a full archive replaces instead of filling, and keeps only the last `recent` architectures
+    archive = GreedyNoveltyArchive(size=3, k=10, recent=2)
+    archive.members = [m0, m1, m2]
+    for arch in (r1, r2, current):
+        archive.update(arch, lambda: pytest.fail("a full archive draws nothing"))
+    assert archive.recent == [r2, current] and len(archive) == 3
+
+
+def test_nsas_constrains_with_the_archive_updated_before_the_loss():
+    sampler, rng = SAMPLERS.get("nsas")(), random.Random(0)
+    assert (sampler.archive_size, sampler.k, sampler.lam) == (8, 10, 0.5)  # the official M, k and weight
+    recent = []
+    before = []
+    for step in range(40):
+        plan = sampler.plan(step, rng)
+        current, members = plan[0][0], sampler.archive(plan[0][0]).members
+        recent = (recent + [current])[-50:]
+        assert len(members) == min(step + 1, 8)  # filled one per step, from the first step on
+        assert plan[0][1] == 0.5 and [a for a, _ in plan[1:]] == members
+        assert all(w == pytest.approx(0.5 / len(members)) for _, w in plan[1:])
+        if step >= 8:  # full: at most one member changed, and only to a recently sampled architecture
+            changed = [(b, a) for b, a in zip(before, members) if b != a]
+            assert len(changed) <= 1 and all(a in recent for _, a in changed)
+        before = list(members)
+        sampler.observe(step, [a for a, _ in plan], [0.0] * len(plan))
+    restored = SAMPLERS.get("nsas")()
+    restored.load_state_dict(sampler.state_dict())
+    assert restored.archives_[0].members == members and restored.archives_[0].recent == recent
+    with pytest.raises(ValueError, match="lam"):
+        SAMPLERS.get("nsas")(lam=1.0)
+    with pytest.raises(ValueError, match="archive_rule"):
+        SAMPLERS.get("nsas")(archive_rule="greedy")
+
+
+def test_nsas_detached_constraint_plans_weight_zero():
+    sampler, rng = SAMPLERS.get("nsas")(constraint_grad=False), random.Random(0)
+    for step in range(5):
+        plan = sampler.plan(step, rng)
+        assert plan[0][1] == 0.5 and len(plan) == step + 2 and all(w == 0.0 for _, w in plan[1:])
+
+
+def test_nsas_offered_rule_is_the_earlier_one():
+    sampler, rng = SAMPLERS.get("nsas")(archive_size=4, archive_rule="offered"), random.Random(0)
     (first, w), = sampler.plan(0, rng)
     assert w == 1.0  # nothing trained yet
     sampler.observe(0, [first], [0.0])
@@ -174,19 +298,33 @@ def test_nsas_loss_is_current_plus_mean_of_the_archive():
         plan = sampler.plan(step, rng)
         members = sampler.archive(plan[0][0]).members
         assert plan[0][1] == 0.5 and [a for a, _ in plan[1:]] == members
-        assert all(w == pytest.approx(0.5 / len(members)) for _, w in plan[1:])
-        assert sum(w for _, w in plan) == pytest.approx(1.0)
         sampler.observe(step, [a for a, _ in plan], [0.0] * len(plan))
+        assert plan[0][0] in members or len(members) == 4  # offered after the step
     assert len(sampler.archive(first).members) == 4
-    restored = SAMPLERS.get("nsas")(archive_size=4)
-    restored.load_state_dict(sampler.state_dict())
-    assert restored.archive(first).members == sampler.archive(first).members
-    with pytest.raises(ValueError, match="lam"):
-        SAMPLERS.get("nsas")(lam=1.0)
 
 
-def test_nsas_c_constrains_with_architectures_of_the_same_depth():
-    sampler, rng = SAMPLERS.get("nsas-c")(archive_size=3), random.Random(1)
+@pytest.mark.parametrize("chain, cut", [(2, {3}), (1, {1, 3, 4})])
+def test_nsas_c_samples_only_chain_cells(chain, cut):
+    """Official NSAS-C: node i takes only its most recent predecessors; in NB201's edge order
+    (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) chain 2 cuts 3<-0, chain 1 also 2<-0 and 3<-1."""
+    assert set(range(NUM_EDGES)) - set(chain_edges(chain)) == cut
+    sampler, rng = SAMPLERS.get("nsas-c")(chain=chain), random.Random(1)
+    seen = [set() for _ in range(NUM_EDGES)]
+    for step in range(200):
+        plan = sampler.plan(step, rng)
+        assert len(plan) == 1 + min(step + 1, 8)
+        for arch, _ in plan:  # the current architecture and every archive member
+            for e in range(NUM_EDGES):
+                seen[e].add(arch[e])
+        sampler.observe(step, [a for a, _ in plan], [0.0] * len(plan))
+    assert all(seen[e] == ({0} if e in cut else set(range(NUM_OPS))) for e in range(NUM_EDGES))
+    with pytest.raises(ValueError, match="chain"):
+        SAMPLERS.get("nsas-c")(chain=3)
+
+
+def test_nsas_archive_per_depth_constrains_with_architectures_of_the_same_depth():
+    sampler = SAMPLERS.get("nsas")(archive_size=3, archive_rule="offered", archive_per_depth=True)
+    rng = random.Random(1)
     for step in range(200):
         plan = sampler.plan(step, rng)
         current = plan[0][0]
@@ -194,18 +332,53 @@ def test_nsas_c_constrains_with_architectures_of_the_same_depth():
         sampler.observe(step, [a for a, _ in plan], [0.0] * len(plan))
     assert set(sampler.archives_) == {0, 1, 2, 3}
     assert all(len(a) == 3 for a in sampler.archives_.values())
+    with pytest.raises(ValueError, match="archive_per_depth"):
+        SAMPLERS.get("nsas")(archive_per_depth=True)
 
 
-def test_nsas_g_diverse_architecture_avoids_the_other_two_on_every_edge():
-    sampler, rng = SAMPLERS.get("nsas-g")(), random.Random(0)
+@pytest.mark.parametrize("rule", ["compensate", "avoid-random", "avoid-both"])
+def test_nsas_g_diverse_rules(rule):
+    """Oracles, by hand from the notebooks: compensate (arch_compensate(random, current)) differs from random
+    exactly where random and current agree and is current elsewhere; avoid-random (arch_diver(random)) differs
+    from random everywhere; avoid-both (ours) from both."""
+    sampler, rng = SAMPLERS.get("nsas-g")(diverse=rule), random.Random(0)
     seen = Counter()
     for step in range(300):
         (cur, wc), (rnd, wr), (div, wd) = sampler.plan(step, rng)
         assert (wc, wr, wd) == (0.2, 0.4, 0.4)
         for e in range(NUM_EDGES):
-            assert div[e] not in (cur[e], rnd[e])
+            if rule == "compensate":
+                assert div[e] != rnd[e] if cur[e] == rnd[e] else div[e] == cur[e]
+            elif rule == "avoid-random":
+                assert div[e] != rnd[e]
+            else:
+                assert div[e] not in (cur[e], rnd[e])
             seen[div[e]] += 1
     assert set(seen) == set(range(NUM_OPS))
+
+
+def test_cell_bug_builds_the_cell_the_official_code_builds():
+    """Oracle: the official loops append node i's input list inside the loop over its inputs j, and the search
+    cell reads node i's inputs from entry i-1 of that list. Rebuild that list here and read it back."""
+    ops = Arch([1, 2, 3, 4, 2, 3])  # the intended ops of 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2
+    entries, e = [], 0
+    for i in (1, 2, 3):
+        inputs = []
+        for j in range(i):
+            inputs.append((ops[e], j))
+            e += 1
+            entries.append(tuple(inputs))  # the misplaced append
+    built = [0] * NUM_EDGES  # none unless some entry feeds the edge
+    for i in (1, 2, 3):
+        for op, j in entries[i - 1]:
+            built[EDGES.index((j, i))] = op
+    assert as_built(ops) == Arch(built) == Arch([1, 2, 0, 2, 3, 0])
+    sampler, rng = SAMPLERS.get("nsas-g")(diverse="avoid-random", cell_bug=True), random.Random(0)
+    for step in range(50):
+        _, _, (div, _) = sampler.plan(step, rng)
+        assert div[2] == div[5] == 0 and div[3] == div[1]
+    with pytest.raises(ValueError, match="cell_bug"):
+        SAMPLERS.get("nsas-g")(diverse="random", cell_bug=True)
 
 
 def test_nsas_lg_draws_the_diverse_architecture_from_its_archive():

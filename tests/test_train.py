@@ -201,3 +201,33 @@ def test_unsampled_ops_skip_or_get_momentum_and_weight_decay(mode):
         assert torch.equal(conv.grad, torch.zeros_like(conv))
         assert torch.allclose(conv.detach(), w0 - 0.1 * (d + 0.9 * buf), rtol=0, atol=1e-7)  # float32 rounding
         assert not torch.equal(conv, w0)
+
+
+def test_a_path_of_weight_zero_is_evaluated_without_gradient():
+    """NSAS's detached constraint (constraint_grad = false): the gradient is that of the weighted current path
+    alone, and an op only the weight-0 path uses gets no gradient at all."""
+    import copy
+
+    from harness.train import train_step
+
+    torch.manual_seed(0)
+    model = Supernet(C=4, N=1, num_classes=3)
+    reference = copy.deepcopy(model)
+    cfg = TrainSection(lr=0.1, lr_min=0.1)
+    current, member = Arch((3, 0, 0, 0, 1, 0)), Arch((2, 0, 0, 0, 1, 0))  # member alone uses nor_conv_1x1 on 0->1
+
+    class Plan(_Fixed):
+        def plan(self, step, rng):
+            return self.archs
+
+    (x, y), rng = toy_batches(1)[0], random.Random(0)
+    opt, _ = make_optimizer(model, cfg, steps=1)
+    loss, archs = train_step(model, Plan([(current, 0.5), (member, 0.0)]), x, y, 0, rng, opt, grad_clip=0)
+    ref_opt, _ = make_optimizer(reference, cfg, steps=1)
+    train_step(reference, Plan([(current, 0.5)]), x, y, 0, rng, ref_opt, grad_clip=0)
+    assert archs == [current, member]
+    assert model.cells[0].edges[0][2][1].weight.grad is None
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert torch.equal(p.grad, q.grad), name

@@ -3,7 +3,8 @@
 A strategy turns a step into a *plan*: a list of (architecture, loss weight). The training loop
 runs every planned path on the same batch, sums ``weight * loss`` (gradients accumulate), and
 takes one optimizer step. Uniform sampling plans one path of weight 1; FairNAS plans 5 paths;
-the NSAS losses plan the current path plus weighted constraint paths. After the step the loop
+the NSAS losses plan the current path plus weighted constraint paths. A path of weight 0 is
+evaluated without gradient (no backward pass), as the official NSAS code's detached constraint. After the step the loop
 reports the per-path losses through :meth:`Sampler.observe` so strategies with memory
 (novelty archives, constraint sets) can update.
 

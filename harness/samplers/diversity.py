@@ -110,3 +110,80 @@ class DiverseArchive:
 
     def load_state_dict(self, state: dict) -> None:
         self.members = [Arch(a) for a in state["members"]]
+
+
+class GreedyNoveltyArchive:
+    """NSAS's constraint archive as the official code keeps it (NSAS_FOR_CVPR, ``CNN/RandomNAS_NSAS_demo.py``,
+    ``arch_archive_update`` and the helpers above it; docs/methods.md cites the lines).
+
+    Updated once per step, *before* the step's loss, from the step's current architecture and the ``recent``
+    architectures sampled last (the current one included):
+
+    * **not full** (:meth:`fill`): add the candidate with the largest k-NN novelty against the archive among
+      ``candidates`` fresh random architectures; only a novelty above 0 counts, the first such maximum wins, and
+      with an empty archive (or no candidate above 0) a separately drawn ``fallback`` architecture is added;
+    * **full** (:meth:`replace`): the member most similar to the current architecture (smallest distance, the
+      earliest on ties) is compared, by its novelty against the *other* members, with each recent architecture
+      in order; a recent one replaces it only if strictly more novel, and the most novel one wins.
+
+    Members may repeat (the official archive is a list): novelty counts every copy.
+    """
+
+    def __init__(self, size: int, k: int, candidates: int = 10, recent: int = 50):
+        for name, value in (("archive_size", size), ("k", k), ("candidates", candidates), ("recent", recent)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.size, self.k, self.candidates, self.recent_size = size, k, candidates, recent
+        self.members: list[Arch] = []
+        self.recent: list[Arch] = []
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def novelty(self, arch: Arch, members: Sequence[Arch]) -> float:
+        """Mean of the k smallest Hamming distances from ``arch`` to ``members`` (every copy counts)."""
+        return float(knn_novelty([arch], np.asarray(members, dtype=np.int8).reshape(-1, NUM_EDGES), self.k)[0])
+
+    def fill(self, candidates: Sequence[Arch], fallback: Arch) -> Arch:
+        best, chosen = 0.0, fallback
+        if self.members:
+            for cand in candidates:
+                score = self.novelty(cand, self.members)
+                if score > best:
+                    best, chosen = score, cand
+        self.members.append(chosen)
+        return chosen
+
+    def replace(self, current: Arch) -> int:
+        """Returns the index of the member compared (replaced or not)."""
+        dist = distances(np.asarray([current], dtype=np.int8), np.asarray(self.members, dtype=np.int8))[0]
+        index = int(np.argmin(dist))  # the earliest of the most similar
+        rest = self.members[:index] + self.members[index + 1:]
+        best, chosen = self.novelty(self.members[index], rest), self.members[index]
+        for arch in self.recent:
+            score = self.novelty(arch, rest)
+            if score > best:
+                best, chosen = score, arch
+        self.members[index] = chosen
+        return index
+
+    def update(self, current: Arch, draw: Callable[[], Arch]) -> None:
+        """One step: ``current`` joins the recent list, then the archive is filled or a member replaced.
+        ``draw()`` gives a fresh random architecture (the fallback first, then the candidates, as officially)."""
+        self.recent = (self.recent + [current])[-self.recent_size:]
+        if len(self.members) < self.size:
+            fallback = draw()
+            self.fill([draw() for _ in range(self.candidates)], fallback)
+        else:
+            self.replace(current)
+
+    def keep(self, predicate: Callable[[Arch], bool]) -> None:
+        self.members = [a for a in self.members if predicate(a)]
+        self.recent = [a for a in self.recent if predicate(a)]
+
+    def state_dict(self) -> dict:
+        return {"members": [list(a) for a in self.members], "recent": [list(a) for a in self.recent]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.members = [Arch(a) for a in state["members"]]
+        self.recent = [Arch(a) for a in state.get("recent", [])]

@@ -8,9 +8,19 @@ forward draws a fresh sample, a step updates the weights on the training batch a
 batch, and tau decays linearly from ``tau_max`` (10) to ``tau_min`` (0.1) over the run (per step here; per
 epoch in xautodl).
 
-``gdas-nsas``: the weight loss is ``(1 - lam) * L(sampled path) + lam * mean over the archive of L(member)``,
-the archive being NSAS's diverse archive of previously sampled architectures
-(:class:`~harness.samplers.diversity.DiverseArchive`, M = ``archive_size``); alpha is updated as in GDAS.
+``gdas-nsas``: the weight loss is ``(1 - lam) * L(sampled path) + lam * mean over the constraint of L(member)``;
+alpha is updated as in GDAS. ``constraint`` chooses the constraint set:
+
+* ``"archive"`` (ours): NSAS's diverse archive of previously sampled architectures
+  (:class:`~harness.samplers.diversity.DiverseArchive`, M = ``archive_size``, offered each sampled path);
+* ``"random-diverse"``: the official NB201 notebook ``exps/algos/GDAS_NSAS_0.2_seed0.ipynb``: a uniform random
+  architecture and one that differs from it on every edge;
+* ``"random-compensate"``: ``GDAS_NSAS_G_0.2_seed0.ipynb``: a uniform random architecture and, where it agrees
+  with the sampled path, an op other than its own, elsewhere the sampled path's op.
+
+``constraint_grad = false`` reproduces those notebooks as they run: the constraint losses are taken with
+``.item()`` and the loss is rebuilt as ``L(current) + value - L(current).detach()``, so the value is the NSAS
+loss but the gradient is plain GDAS's (the sampled path at weight 1).
 """
 from __future__ import annotations
 
@@ -76,11 +86,15 @@ class GDASSampler(DifferentiableSampler):
         return loss.detach(), [arch]
 
 
+CONSTRAINTS = ("archive", "random-diverse", "random-compensate")
+
+
 @SAMPLERS.register("gdas-nsas")
 class GDASNSASSampler(GDASSampler):
     name = "gdas-nsas"
 
-    def __init__(self, archive_size: int = 10, k: int = 10, lam: float = 0.5, tau_max: float = 10.0,
+    def __init__(self, archive_size: int = 10, k: int = 10, lam: float = 0.5, constraint: str = "archive",
+                 constraint_grad: bool = True, tau_max: float = 10.0,
                  tau_min: float = 0.1, arch_lr: float = 3e-4, arch_beta1: float = 0.5, arch_beta2: float = 0.999,
                  arch_weight_decay: float = 1e-3, alpha_init_scale: float = 1e-3):
         super().__init__(tau_max, tau_min, arch_lr, arch_beta1, arch_beta2, arch_weight_decay, alpha_init_scale)
@@ -88,25 +102,50 @@ class GDASNSASSampler(GDASSampler):
             raise ValueError(f"lam must be in [0, 1) (lam = 1 would not train the sampled path), got {lam}")
         if archive_size < 1:
             raise ValueError(f"archive_size must be >= 1, got {archive_size}")
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"constraint must be one of {', '.join(map(repr, CONSTRAINTS))}, got {constraint!r}")
+        if not isinstance(constraint_grad, bool):
+            raise ValueError(f"constraint_grad must be true or false, got {constraint_grad!r}")
         self.lam, self.archive_size, self.k = float(lam), archive_size, k
-        self.paths_per_step = 2 + archive_size
+        self.constraint, self.constraint_grad = constraint, constraint_grad
+        self.paths_per_step = 2 + (archive_size if constraint == "archive" else 2)
         self.archive_ = DiverseArchive(archive_size, k)
-        self.used_ = 0  # archive members in the last step's loss
+        self.used_ = 0  # constraint members in the last step's loss
+
+    def _ops(self, n: int, low: int, high: int) -> torch.Tensor:
+        return torch.randint(low, high, (n,), generator=self.noise, device=self.noise.device)
+
+    def members(self, current: Arch) -> list[Arch]:
+        if self.lam == 0:
+            return []
+        if self.constraint == "archive":
+            return list(self.archive_.members)
+        n, num_ops = len(current), self.alpha.shape[-1]
+        rand = self._ops(n, 0, num_ops)
+        other = (rand + self._ops(n, 1, num_ops)) % num_ops  # uniform over the ops other than random's
+        if self.constraint == "random-compensate":
+            cur = torch.tensor(list(current), device=rand.device)
+            other = torch.where(rand == cur, other, cur)
+        return [Arch(rand.tolist()), Arch(other.tolist())]
 
     def weight_loss(self, model, x, y, step):
         loss, arch = super().weight_loss(model, x, y, step)
-        members = self.archive_.members if self.lam > 0 else []
+        members = self.members(arch)
         self.used_ = len(members)
-        if members:
+        if not members:
+            return loss, arch
+        with torch.set_grad_enabled(self.constraint_grad):
             constraint = sum(F.cross_entropy(model(x, m), y) for m in members) / len(members)
-            loss = (1 - self.lam) * loss + self.lam * constraint
-        return loss, arch
+        combined = (1 - self.lam) * loss + self.lam * constraint
+        if self.constraint_grad:
+            return combined, arch
+        return loss + (combined.detach() - loss.detach()), arch  # value NSAS's, gradient plain GDAS's
 
     def passes(self, archs) -> float:
         return 2 + self.used_
 
     def observe(self, step, archs, losses) -> None:
-        if archs:
+        if archs and self.constraint == "archive":
             self.archive_.offer(archs[0])
 
     def state_dict(self) -> dict:
