@@ -137,7 +137,7 @@ def test_novelty_mutates_recent_architectures_and_bounds_its_archive():
         sampler.observe(i, [Arch.from_index(i)], [0.0])
     assert sampler.counts_.sum() == 5 and len(sampler.history_) == 5
     state = sampler.state_dict()
-    other = SAMPLERS.get("novelty")(archive_size=5)
+    other = SAMPLERS.get("novelty")(rule="candidates", archive_size=5)
     other.load_state_dict(state)
     assert (other.counts_ == sampler.counts_).all()
 

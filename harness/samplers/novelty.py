@@ -124,6 +124,8 @@ class NoveltySampler(Sampler):
         return arch
 
     def observe(self, step: int, archs: Sequence[Arch], losses) -> None:
+        if self.rule != "candidates":  # the ES rule's memory is its store, updated in plan
+            return
         for arch in archs:
             if self.archive_size and len(self.history_) == self.archive_size:
                 self.counts_[self.history_[0].index] -= 1
