@@ -140,17 +140,20 @@ class GreedyNoveltyArchive:
     def __len__(self) -> int:
         return len(self.members)
 
-    def novelty(self, arch: Arch, members: Sequence[Arch]) -> float:
-        """Mean of the k smallest Hamming distances from ``arch`` to ``members`` (every copy counts)."""
-        return float(knn_novelty([arch], np.asarray(members, dtype=np.int8).reshape(-1, NUM_EDGES), self.k)[0])
+    def novelty(self, archs: Sequence[Arch], members: Sequence[Arch]) -> np.ndarray:
+        """Mean of the k smallest Hamming distances from each of ``archs`` to ``members`` (every copy counts)."""
+        return knn_novelty(archs, np.asarray(members, dtype=np.int8).reshape(-1, NUM_EDGES), self.k)
+
+    @staticmethod
+    def _first_better(options: Sequence[Arch], scores: np.ndarray, best: float, default: Arch) -> Arch:
+        """The official scan: the first option whose score beats ``best`` and every earlier option's."""
+        i = int(np.argmax(scores)) if len(options) else -1
+        return options[i] if i >= 0 and scores[i] > best else default
 
     def fill(self, candidates: Sequence[Arch], fallback: Arch) -> Arch:
-        best, chosen = 0.0, fallback
+        chosen = fallback
         if self.members:
-            for cand in candidates:
-                score = self.novelty(cand, self.members)
-                if score > best:
-                    best, chosen = score, cand
+            chosen = self._first_better(candidates, self.novelty(candidates, self.members), 0.0, fallback)
         self.members.append(chosen)
         return chosen
 
@@ -159,12 +162,9 @@ class GreedyNoveltyArchive:
         dist = distances(np.asarray([current], dtype=np.int8), np.asarray(self.members, dtype=np.int8))[0]
         index = int(np.argmin(dist))  # the earliest of the most similar
         rest = self.members[:index] + self.members[index + 1:]
-        best, chosen = self.novelty(self.members[index], rest), self.members[index]
-        for arch in self.recent:
-            score = self.novelty(arch, rest)
-            if score > best:
-                best, chosen = score, arch
-        self.members[index] = chosen
+        member = self.members[index]
+        best = float(self.novelty([member], rest)[0])
+        self.members[index] = self._first_better(self.recent, self.novelty(self.recent, rest), best, member)
         return index
 
     def update(self, current: Arch, draw: Callable[[], Arch]) -> None:
