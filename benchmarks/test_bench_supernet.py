@@ -134,7 +134,7 @@ def test_strategy_step_cost(benchmark, setup, name):
     benchmark.pedantic(lambda: (ours(), _sync()), rounds=20, warmup_rounds=2)
 
 
-@pytest.mark.parametrize("rule", ["angle", "magnitude"])
+@pytest.mark.parametrize("rule", ["angle", "weight-norm"])
 def test_shrink_round_cost(benchmark, setup, rule):
     """Scoring the whole NB201 space once (a shrink round's work for the weight-based rules), relative to one
     uniform training step timed in this process. The accuracy rule costs ``samples`` child-model

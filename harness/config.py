@@ -108,7 +108,7 @@ class ForgettingSection:
 class ShrinkSection:
     """Search-space shrinking (harness/shrinkers, harness/phases.py); times are in epochs of the training split."""
 
-    rule: str = "none"  # none | angle | accuracy | magnitude
+    rule: str = "none"  # none | angle | accuracy | magnitude | weight-norm
     warmup_epochs: float = 50.0  # training on the whole space before the first round
     shrink_every: float = 25.0  # epochs between rounds
     mode: str = "per_edge"  # per_edge: each edge loses its `drop` lowest-scored ops a round; global: the `drop` lowest overall
@@ -378,7 +378,10 @@ def _validate_sampler(options: dict) -> dict:
         raise ConfigError(f"[sampler] name: {exc.args[0]}") from None
     if "allowed" in options:  # the shrinkers' narrowed space, set by the harness, never by a config
         raise ConfigError("[sampler] allowed is set by search-space shrinking ([shrink]), not by the config")
-    _check_options(f"[sampler] for sampler {name!r}", cls, options, internal=("allowed",))
+    if "cells" in options and getattr(cls, "needs_cells", False):
+        raise ConfigError(f"[sampler] cells is set by the harness ({name!r} draws one architecture per search cell: "
+                          "3 x [supernet] N), not by the config")
+    _check_options(f"[sampler] for sampler {name!r}", cls, options, internal=("allowed", "cells"))
     return {"name": name, **options}
 
 
@@ -460,6 +463,7 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"[forgetting] decay_lags = {f.decay_lags!r}: expected a list of positive step counts")
     _validate_shrink(cfg.shrink, cfg.split)
     cfg.sampler = _validate_sampler(cfg.sampler)
+    _validate_pairing(cfg)
     _validate_search(cfg)
     return cfg
 
@@ -477,9 +481,25 @@ def _validate_search(cfg: Config) -> None:
             raise ConfigError(f"[search] sharpness_every needs a differentiable sampler (architecture parameters); "
                               f"{name!r} has none. Differentiable: {', '.join(differentiable_samplers())}")
         return
-    if cfg.shrink.rule != "none" or cfg.split.edges:
+    if cfg.split.edges or (cfg.shrink.rule != "none" and not getattr(SAMPLERS.get(name), "shrinkable", False)):
         raise ConfigError(f"[sampler] name = {name!r} trains every op through alpha: [shrink] rule must be 'none' "
                           "and [split] edges empty")
+
+
+def _validate_pairing(cfg: Config) -> None:
+    """Strategies and shrinking rules that need each other (or cannot go together)."""
+    from .samplers import SAMPLERS
+    from .shrinkers import SHRINKERS
+
+    sampler, rule = SAMPLERS.get(cfg.sampler["name"]), SHRINKERS.get(cfg.shrink.rule)
+    if getattr(sampler, "needs_cells", False) and cfg.split.edges:
+        raise ConfigError(f"[sampler] name = {cfg.sampler['name']!r} draws one architecture per cell, which no "
+                          "few-shot sub-supernet owns: [split] edges must be empty")
+    if rule.needs_alpha and not getattr(sampler, "shrinkable", False):
+        with_alpha = [n for n in SAMPLERS.names() if getattr(SAMPLERS.get(n), "shrinkable", False)]
+        raise ConfigError(f"[shrink] rule = {cfg.shrink.rule!r} scores ops by architecture parameters trained "
+                          f"jointly with the weights; use [sampler] name = {' or '.join(map(repr, with_alpha))} "
+                          f"(not {cfg.sampler['name']!r})")
 
 
 def differentiable_samplers() -> list[str]:

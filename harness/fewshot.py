@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .space import NUM_EDGES, NUM_OPS, OPS, Arch
+from .space import NUM_EDGES, NUM_OPS, OPS, Arch, CellPath
 from .supernet import Supernet
 
 
@@ -53,6 +53,8 @@ class FewShotSupernet(nn.Module):
         self.split_step_ = int(step)
 
     def partition(self, arch: Arch) -> int:
+        if isinstance(arch, CellPath):
+            raise TypeError(f"a few-shot supernet routes NB201 architectures to sub-supernets; got {arch!r}")
         return self.keys.index(tuple(arch[e] for e in self.edges)) if self.is_split else 0
 
     def owner(self, arch: Arch) -> Supernet:

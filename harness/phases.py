@@ -217,7 +217,8 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
         nonlocal opt, sched
         changed = False
         while shrink.due(step):
-            ctx = ScoreContext(random.Random(f"shrink-{seed}-{shrink.done_rounds}"), hooks.evaluate, init_state)
+            ctx = ScoreContext(random.Random(f"shrink-{seed}-{shrink.done_rounds}"), hooks.evaluate, init_state,
+                               getattr(sampler, "alpha", None))
             shrink.run_round(model, step, ctx, hooks.truth)
             sampler.restrict(shrink.space.alive)
             write_csv(out / "shrink.csv", shrink.frame())

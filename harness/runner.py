@@ -286,7 +286,10 @@ def _train_supernet(cfg: Config, out: Path, model, data: Data, seed: int, progre
 
 def make_sampler(cfg: Config):
     options = dict(cfg.sampler)
-    return SAMPLERS.get(options.pop("name"))(**options)
+    cls = SAMPLERS.get(options.pop("name"))
+    if getattr(cls, "needs_cells", False):  # one architecture per search cell (harness/samplers/percell.py)
+        options["cells"] = 3 * cfg.supernet.N
+    return cls(**options)
 
 
 def _alpha_monitor(cfg: Config, model, sampler, data: Data) -> AlphaMonitor:

@@ -180,6 +180,27 @@ def sample_archs(k: int, rng: random.Random, pool: Sequence[Arch] | None = None)
     return rng.sample(pool, k)
 
 
+class CellPath(tuple):
+    """One architecture per search cell of a supernet, in cell order: the path of a strategy that samples each
+    cell independently (ABS's NB201 supernet, :mod:`harness.samplers.percell`). It is not an NB201 architecture
+    (those use one cell everywhere) and is never estimated or looked up; only the supernet's forward reads it.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, archs: Sequence[Sequence[int]]) -> "CellPath":
+        archs = tuple(a if isinstance(a, Arch) else Arch(a) for a in archs)
+        if not archs:
+            raise ArchError("a per-cell path needs at least one cell")
+        return super().__new__(cls, archs)
+
+    def __repr__(self) -> str:
+        return f"CellPath({len(self)} cells)"
+
+    def to_str(self) -> str:
+        return ";".join(a.to_str() for a in self)
+
+
 def random_arch(rng: random.Random) -> Arch:
     return Arch(rng.randrange(NUM_OPS) for _ in range(NUM_EDGES))
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .nets import Skeleton, make_op
-from .space import EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch
+from .space import EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Arch, CellPath
 
 # batch: cell BNs use batch statistics, in training and estimation (NB201's BN=0); recalibrate: running statistics,
 # recomputed per architecture before it is estimated (SPOS); track: running statistics tracked during training
@@ -96,11 +96,26 @@ class Supernet(Skeleton):
     def make_cell(self, c: int) -> nn.Module:
         return SearchCell(c, affine=self.bn_affine, track_running_stats=self.bn_policy != "batch")
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Arch | CellPath) -> torch.Tensor:
+        """``arch``: one architecture for every cell, or a :class:`~harness.space.CellPath` (one per search cell,
+        in order; ABS's per-cell sampling)."""
+        per_cell = isinstance(arch, CellPath)
+        if per_cell and len(arch) != self.num_search_cells:
+            raise ValueError(f"a per-cell path for this supernet needs {self.num_search_cells} architectures "
+                             f"(one per search cell), got {len(arch)}")
         x = self.stem(x)
+        k = 0
         for cell in self.cells:
-            x = cell(x, arch) if isinstance(cell, SearchCell) else cell(x)
+            if isinstance(cell, SearchCell):
+                x = cell(x, arch[k] if per_cell else arch)
+                k += 1
+            else:
+                x = cell(x)
         return self.head(x)
+
+    @property
+    def num_search_cells(self) -> int:
+        return sum(isinstance(cell, SearchCell) for cell in self.cells)
 
     def forward_weighted(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None
                          ) -> torch.Tensor:

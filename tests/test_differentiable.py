@@ -210,17 +210,17 @@ def _run(name, steps, state=None):
     opt, sched = make_optimizer(net, cfg, 20)
     done = state["state"]["step"] if state else 0
     sampler.attach(net, _skip(_batches(seed=7), done), steps=20, seed=0)  # one search batch per step
-    st = TrainState()
+    st, rng = TrainState(), random.Random(0)
     if state is not None:
+        rng.setstate(state["rng"])
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         sampler.load_state_dict(state["sampler"])
         st = TrainState(**state["state"])
-    st = train(net, sampler, _skip(_batches(seed=3), done), cfg, steps, random.Random(0), opt, sched, st,
-               progress=False)
+    st = train(net, sampler, _skip(_batches(seed=3), done), cfg, steps, rng, opt, sched, st, progress=False)
     saved = copy.deepcopy({"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                           "sampler": sampler.state_dict(), "state": vars(st)})
+                           "sampler": sampler.state_dict(), "state": vars(st), "rng": rng.getstate()})
     return sampler, st, saved
 
 
@@ -238,8 +238,12 @@ def test_differentiable_conformance(name):
     assert torch.equal(resumed.alpha.detach(), straight.alpha.detach())
     with pytest.raises(TypeError, match="differentiable"):
         sampler.plan(0, random.Random(0))
-    with pytest.raises(ValueError, match="shrinking"):
+    if sampler.shrinkable:  # uniform-alpha: a shrunk space narrows both the paths and alpha's softmax
         sampler.restrict([[1, 2]] * NUM_EDGES)
+        assert all(op in (1, 2) for op in sampler.derived())
+    else:
+        with pytest.raises(ValueError, match="shrinking"):
+            sampler.restrict([[1, 2]] * NUM_EDGES)
     sampler.restrict([list(range(NUM_OPS))] * NUM_EDGES)  # the whole space is fine (a resumed run restricts to it)
 
 
@@ -489,3 +493,56 @@ def test_alpha_scores_nb201_index_is_nb201s_own(gt_frame):
     truth = gt_frame.set_index("arch")["nb201_index"]
     assert (frame.set_index("arch")["nb201_index"] == truth.loc[frame["arch"]].to_numpy()).all()
     assert (frame["nb201_index"] == frame["space_index"]).sum() < 100  # the base-5 index is another numbering
+
+
+# ---- uniform-alpha (ABS's magnitude baseline training) ----------------------------------------------------
+
+def test_uniform_alpha_trains_the_weights_exactly_as_uniform_and_alpha_by_the_mixed_op():
+    """dropnode_by_magnitude.py:39-59: the weights step on a uniform single path (the same draws, hence the same
+    weights, as the uniform sampler with the same rng: the alpha pass adds no weight gradient), then one Adam step
+    of alpha on the search batch through the mixed op; Adam's first step moves alpha by -lr * sign(gradient)."""
+    from harness.train import train_step
+
+    ref, net = _net(), _net()
+    s = SAMPLERS.get("uniform-alpha")(arch_weight_decay=0.0, alpha_init_scale=0.0)
+    s.attach(net, _batches(seed=5), steps=10, seed=0)
+    opt_ref, _ = make_optimizer(ref, TrainSection(), 10)
+    opt, _ = make_optimizer(net, TrainSection(), 10)
+    uniform = SAMPLERS.get("uniform")()
+    rng_ref, rng = random.Random(4), random.Random(4)
+    data = _batches(seed=1)
+    search = _batches(seed=5)
+    for step in range(3):
+        x, y = next(data)
+        _, (trained_ref,) = train_step(ref, uniform, x, y, step, rng_ref, opt_ref, 5.0)
+        before = s.alpha.detach().clone()
+        _, (trained,) = s.train_step(net, x, y, step, rng, opt, 5.0)
+        assert trained == trained_ref
+        for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+            assert torch.equal(p, q), name
+        xs, ys = next(search)
+        if step == 0:  # the gradient at the weights just updated, alpha = 0
+            a0 = torch.zeros(NUM_EDGES, NUM_OPS, requires_grad=True)
+            with torch.no_grad():
+                snapshot = copy.deepcopy(net)
+            (g,) = torch.autograd.grad(F.cross_entropy(snapshot.forward_weighted(xs, a0.softmax(-1)), ys), a0)
+            assert torch.allclose(s.alpha.detach() - before, -3e-4 * torch.sign(g), atol=1e-6)
+    assert s.paths_per_step == 5
+
+
+def test_uniform_alpha_after_a_round_draws_and_weighs_only_alive_ops():
+    net = _net()
+    s = SAMPLERS.get("uniform-alpha")()
+    s.attach(net, _batches(seed=5), steps=10, seed=0)
+    opt, _ = make_optimizer(net, TrainSection(), 10)
+    allowed = [[1, 3], [0, 2], [3], [1, 2, 4], [0, 4], [2, 3]]
+    s.restrict(allowed)
+    rng = random.Random(0)
+    for step in range(4):
+        _, (arch,) = s.train_step(net, *next(_batches(seed=step)), step, rng, opt, 5.0)
+        assert all(op in ops for op, ops in zip(arch, allowed))
+    probs = s.logits().softmax(-1).detach()
+    for e, ops in enumerate(allowed):
+        dead = [o for o in range(NUM_OPS) if o not in ops]
+        assert torch.all(probs[e, dead] == 0) and probs[e, ops].sum().item() == pytest.approx(1.0)
+    assert all(op in ops for op, ops in zip(s.derived(), allowed))

@@ -85,7 +85,7 @@ def test_shrink_scores_on_cuda_equal_cpu():
         opt.step()
     gpu = copy.deepcopy(cpu).cuda()
     space = Space([[1, 2, 3], [0, 3, 4], [3], [1, 3], [0, 1, 2, 3, 4], [2, 4]])
-    for rule in ("angle", "magnitude"):
+    for rule in ("angle", "weight-norm"):
         a = SHRINKERS.get(rule)().scores(cpu, space, ScoreContext(random.Random(0), init_state=init))
         b = SHRINKERS.get(rule)().scores(gpu, space, ScoreContext(random.Random(0), init_state=init))
         np.testing.assert_allclose(a, b, rtol=1e-5, equal_nan=True)

@@ -47,7 +47,7 @@ def _record_trained(monkeypatch) -> list[tuple[int, Arch]]:
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "fairnas"])
-@pytest.mark.parametrize("rule", ["angle", "accuracy", "magnitude"])
+@pytest.mark.parametrize("rule", ["angle", "accuracy", "weight-norm"])
 def test_each_rule_shrinks_on_schedule_and_the_sampler_obeys(tmp_path, base, monkeypatch, sampler, rule):
     cfg = load_config(None, base + SHRINK + [f"shrink.rule='{rule}'", f"sampler.name='{sampler}'",
                                              "train.max_steps=0", "train.max_paths=100"])
@@ -82,7 +82,7 @@ def test_each_rule_shrinks_on_schedule_and_the_sampler_obeys(tmp_path, base, mon
 
 
 def test_global_mode_and_target_size_stop_early(tmp_path, base):
-    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "shrink.mode='global'", "shrink.drop=4",
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='weight-norm'", "shrink.mode='global'", "shrink.drop=4",
                                              "shrink.min_ops=1", "shrink.target_size=2000"])
     metrics = run_experiment(cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(tmp_path / "run" / "shrink.csv")
@@ -119,9 +119,9 @@ def test_few_shot_run_splits_estimates_by_owner_and_resumes_after_the_split(tmp_
 
 
 def test_split_after_shrinking(tmp_path, base):
-    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "split.edges=[0]", "split.after_shrink=true"])
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='weight-norm'", "split.edges=[0]", "split.after_shrink=true"])
     metrics = run_experiment(cfg, tmp_path / "run", progress=False)
-    assert metrics["strategy"] == "uniform+magnitude+few-shot"
+    assert metrics["strategy"] == "uniform+weight-norm+few-shot"
     assert metrics["few_shot"]["split_step"] == 15  # right after the last round
 
 
@@ -196,6 +196,6 @@ def test_one_global_round_after_training_as_abs(tmp_path, base, monkeypatch):
 
 
 def test_max_rounds_caps_the_schedule(tmp_path, base):
-    cfg = load_config(None, base + SHRINK + ["shrink.rule='magnitude'", "shrink.max_rounds=1"])
+    cfg = load_config(None, base + SHRINK + ["shrink.rule='weight-norm'", "shrink.max_rounds=1"])
     metrics = run_experiment(cfg, tmp_path / "run", progress=False)
     assert metrics["shrink"]["rounds"] == 1 and metrics["shrink"]["round_steps"] == [5]

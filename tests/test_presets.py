@@ -2,7 +2,8 @@
 "# official: KEY = VALUE" lines, and each runs when shrunk to CPU size with overrides.
 
 The table below is transcribed by hand from the official files (xautodl's configs/nas-benchmark/algos/*.config and
-scripts-search/NAS-Bench-201-algos/*.sh; NSAS_FOR_CVPR's NB201 notebooks), independently of the presets: a preset
+scripts-search/NAS-Bench-201-algos/*.sh; NSAS_FOR_CVPR's NB201 notebooks; AngleNAS's NAS-Bench-201/exps/angle
+scripts and SPOS.config), independently of the presets: a preset
 whose comment or values drift from the official code fails here.
 """
 import json
@@ -25,7 +26,14 @@ NB201_SGD = {"supernet.C": 16, "supernet.N": 5, "train.batch_size": 64, "train.l
 ARCH_ADAM = {"sampler.arch_lr": 0.0003, "sampler.arch_weight_decay": 0.001}
 BETAS = {"sampler.arch_beta1": 0.5, "sampler.arch_beta2": 0.999}
 TAU = {"sampler.tau_max": 10.0, "sampler.tau_min": 0.1}
+SPOS_CONFIG = {**NB201_SGD, "supernet.bn_policy": "track", "train.epochs": 250, "train.grad_clip": 0.0}
+ABS_ROUND = {"shrink.mode": "global", "shrink.drop": 20, "shrink.min_ops": 1, "shrink.at_end": True,
+             "shrink.max_rounds": 1}
 OFFICIAL = {
+    "abs-nb201-angle": {**SPOS_CONFIG, **ABS_ROUND, "sampler.name": "per-cell", "sampler.reject_empty_nodes": True,
+                        "shrink.rule": "angle"},
+    "abs-nb201-magnitude": {**SPOS_CONFIG, **ABS_ROUND, **ARCH_ADAM, **BETAS, "sampler.name": "uniform-alpha",
+                            "shrink.rule": "magnitude"},
     "nb201-rsps": {**NB201_SGD, "train.epochs": 250, "sampler.name": "uniform"},
     "nb201-darts-v1": {**NB201_SGD, **ARCH_ADAM, **BETAS, "train.epochs": 50, "sampler.name": "darts",
                        "sampler.unrolled": False},

@@ -8,7 +8,7 @@ import pytest
 from harness.samplers import SAMPLERS
 from harness.samplers.diversity import DiverseArchive, GreedyNoveltyArchive, knn_novelty, total_novelty
 from harness.samplers.nsas import as_built, chain_edges
-from harness.space import EDGES, NUM_EDGES, NUM_OPS, Arch, all_archs, depth, hamming, random_arch
+from harness.space import EDGES, NUM_EDGES, NUM_OPS, OPS, Arch, CellPath, all_archs, depth, hamming, random_arch
 
 
 PLANNED = [n for n in SAMPLERS.names() if not SAMPLERS.get(n).differentiable]  # differentiable: test_differentiable.py
@@ -21,7 +21,8 @@ def test_sampler_conformance(name):
     for plan in plans:
         assert plan, "a plan trains at least one path"
         for arch, weight in plan:
-            assert isinstance(arch, Arch)
+            # one NB201 architecture, or one per search cell (per-cell); either way inside the space
+            assert isinstance(arch, Arch) or isinstance(arch, CellPath) and all(isinstance(a, Arch) for a in arch)
             assert weight > 0  # by default every planned path trains (weight 0 = evaluated only, an option)
     again = SAMPLERS.get(name)()
     assert [again.plan(s, random.Random(s)) for s in range(50)] == plans  # determined by the passed rng
@@ -394,3 +395,51 @@ def test_nsas_lg_draws_the_diverse_architecture_from_its_archive():
         far = max(hamming(m, cur) + hamming(m, rnd) for m in members)
         assert hamming(div, cur) + hamming(div, rnd) == far
     assert len(sampler.archive_) == 5
+
+
+# ---- per-cell sampling (ABS's NB201 supernet) ---------------------------------------------------------------
+
+def official_forward_dropnode_draws(operations: dict, rng: random.Random) -> dict:
+    """AngleNAS search_cells.py:98-116 (forward_dropnode), its sampling written out by hand for one cell: for
+    node i = 1..3, random.choice over operations[(i, j)] for j < i, repeated while every chosen op is 'none'."""
+    chosen = {}
+    for i in range(1, 4):
+        while True:
+            ops = [rng.choice(operations[(i, j)]) for j in range(i)]
+            if any(op != "none" for op in ops):
+                break
+        chosen.update({(i, j): op for j, op in enumerate(ops)})
+    return chosen
+
+
+def test_per_cell_draws_are_abs_forward_dropnode_cell_by_cell():
+    alive = [[0, 1, 3], [0, 2], [0, 4], [0, 1, 2, 3, 4], [0, 3], [0, 1]]
+    operations = {EDGES[e][::-1]: [OPS[o] for o in ops] for e, ops in enumerate(alive)}  # (dst, src) keys
+    sampler = SAMPLERS.get("per-cell")(cells=6, allowed=alive)
+    for seed in range(300):
+        (path, w), = sampler.plan(seed, random.Random(seed))
+        oracle_rng = random.Random(seed)
+        expected = []
+        for _ in range(6):  # each cell's forward draws in turn (search_model_spos.py:137-148)
+            drawn = official_forward_dropnode_draws(operations, oracle_rng)
+            expected.append(Arch(OPS.index(drawn[(dst, src)]) for src, dst in EDGES))
+        assert w == 1.0 and isinstance(path, CellPath) and list(path) == expected
+
+
+def test_per_cell_never_gives_a_node_only_none_inputs_and_cells_differ():
+    sampler, rng = SAMPLERS.get("per-cell")(cells=15), random.Random(0)
+    paths = [sampler.plan(step, rng)[0][0] for step in range(300)]
+    cells = [a for p in paths for a in p]
+    assert all(a[0] != 0 for a in cells)  # node 1's only input, edge 0->1, is never none
+    assert all(a[1] != 0 or a[2] != 0 for a in cells) and all(a[3] or a[4] or a[5] for a in cells)
+    assert sum(len(set(p)) > 1 for p in paths) == len(paths)  # 15 independent cells: never all the same
+    # without rejection every edge is uniform over its ops, none included
+    plain = SAMPLERS.get("per-cell")(reject_empty_nodes=False, cells=15)
+    edge0 = Counter(p[k][0] for p in (plain.plan(s, rng)[0][0] for s in range(400)) for k in range(15))
+    assert set(edge0) == set(range(NUM_OPS)) and min(edge0.values()) > 0.15 * 6000
+
+
+def test_per_cell_keeps_an_all_none_node_when_nothing_else_is_alive():
+    alive = [[0], [0, 3], [0, 1], [0, 2], [0, 1], [0, 4]]  # node 1 can only be none: no endless redraw
+    (path, _), = SAMPLERS.get("per-cell")(cells=3, allowed=alive).plan(0, random.Random(0))
+    assert all(a[0] == 0 for a in path)

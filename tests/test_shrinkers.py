@@ -201,8 +201,8 @@ def test_angle_scores_are_mean_child_angles_and_nan_for_dead_ops(net):
     assert np.isnan(scores[~space.mask()]).all() and np.isfinite(scores[space.mask()]).all()
 
 
-def test_magnitude_is_the_weight_norm_with_surrogates_for_parameter_free_ops(net):
-    scores = SHRINKERS.get("magnitude")().scores(net, Space(), ScoreContext(random.Random(0)))
+def test_weight_norm_is_the_norm_of_op_weights_with_surrogates_for_parameter_free_ops(net):
+    scores = SHRINKERS.get("weight-norm")().scores(net, Space(), ScoreContext(random.Random(0)))
     cells = [c for c in net.cells if isinstance(c, SearchCell)]  # one per stage at N=1, widths 4, 8, 16
     assert len(cells) == 3
     for e in range(NUM_EDGES):
@@ -247,15 +247,16 @@ def test_rule_conformance(rule, net):
         return out
 
     cls = SHRINKERS.get(rule)
-    one = cls().scores(net, space, ScoreContext(random.Random(3), evaluate, init))
-    two = cls().scores(net, space, ScoreContext(random.Random(3), evaluate, init))
+    alpha = torch.randn(NUM_EDGES, NUM_OPS, generator=torch.Generator().manual_seed(1))
+    one = cls().scores(net, space, ScoreContext(random.Random(3), evaluate, init, alpha))
+    two = cls().scores(net, space, ScoreContext(random.Random(3), evaluate, init, alpha))
     assert one.shape == (NUM_EDGES, NUM_OPS)
     assert np.isfinite(one[space.mask()]).all() and np.isnan(one[~space.mask()]).all()
     np.testing.assert_array_equal(one, two)
 
 
 def test_unknown_rule_lists_valid_names():
-    with pytest.raises(KeyError, match="valid: accuracy, angle, magnitude, none"):
+    with pytest.raises(KeyError, match="valid: accuracy, angle, magnitude, none, weight-norm"):
         SHRINKERS.get("angel")
 
 
@@ -289,3 +290,51 @@ def test_op_importance_is_mean_accuracy_of_architectures_using_the_op():
 
 def test_op_names_are_nb201s():
     assert OPS == ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+# ------------------------------------------------------------------ ABS's magnitude rule and drop rule
+
+def official_abs_drop(scores: np.ndarray, alive: list[list[int]], drop: int) -> set[tuple[int, int]]:
+    """AngleNAS dropnode_by_magnitude.py:159-188 (drop_operators), written out by hand: the alive ops of edges
+    with more than one op, sorted by score ascending (stable: edge order, then op order); an op is dropped when a
+    later op of the list is on the same edge; stop after ``drop`` drops."""
+    ops = [(e, o) for e in range(NUM_EDGES) if len(alive[e]) > 1 for o in alive[e]]
+    ops.sort(key=lambda eo: scores[eo])
+    out = set()
+    for i, (e, o) in enumerate(ops):
+        if any(e2 == e for e2, _ in ops[i + 1:]):
+            out.add((e, o))
+            if len(out) >= drop:
+                break
+    return out
+
+
+def test_global_round_with_min_ops_1_is_abs_drop_rule():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        scores = rng.random((NUM_EDGES, NUM_OPS))
+        alive = [sorted(rng.choice(NUM_OPS, size=rng.integers(1, NUM_OPS + 1), replace=False).tolist())
+                 for _ in range(NUM_EDGES)]
+        drop = int(rng.integers(1, 25))
+        ours = choose_removals(scores, Space(alive), "global", drop, 1)
+        assert set(ours) == official_abs_drop(scores, alive, drop)
+    # NB201's round: 30 ops, drop 20, one op left on each edge: the largest-scored one
+    scores = rng.random((NUM_EDGES, NUM_OPS))
+    left = Space()
+    for e, o in choose_removals(scores, left, "global", 20, 1):
+        left.remove(e, o)
+    assert sum(len(a) for a in left.alive) == 10 and all(scores[e].argmax() in left.alive[e] for e in range(NUM_EDGES))
+
+
+def test_magnitude_is_softmax_of_alpha_per_edge(net):
+    alpha = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * NUM_EDGES)
+    scores = SHRINKERS.get("magnitude")().scores(net, Space(), ScoreContext(random.Random(0), alpha=alpha))
+    by_hand = np.exp(np.arange(5.0)) / np.exp(np.arange(5.0)).sum()  # softmax(0, 1, 2, 3, 4)
+    for e in range(NUM_EDGES):
+        np.testing.assert_allclose(scores[e], by_hand)
+    space = Space([[1, 3], *[list(range(NUM_OPS))] * 5])  # over the alive ops only after a round
+    scores = SHRINKERS.get("magnitude")().scores(net, space, ScoreContext(random.Random(0), alpha=alpha))
+    np.testing.assert_allclose(scores[0, [1, 3]], [1 / (1 + math.e ** 2), math.e ** 2 / (1 + math.e ** 2)])
+    assert np.isnan(scores[0, [0, 2, 4]]).all()
+    with pytest.raises(ValueError, match="uniform-alpha.*weight-norm"):
+        SHRINKERS.get("magnitude")().scores(net, Space(), ScoreContext(random.Random(0)))

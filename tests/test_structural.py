@@ -28,7 +28,7 @@ from harness.estimate import estimate_archs
 from harness.runner import build_data, run_experiment
 from harness.samplers import SAMPLERS
 from harness.samplers.nsas import chain_edges
-from harness.space import NUM_EDGES, NUM_OPS, OPS, parse_arch
+from harness.space import EDGES, NUM_EDGES, NUM_OPS, OPS, parse_arch
 from harness.supernet import Supernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,9 +140,19 @@ def test_sampler_op_frequencies(name):
                 per_step[range(NUM_EDGES), list(a)] += 1
             assert (per_step == 1).all(), f"step {step}: FairNAS did not train every op of every edge once"
         archs = archs[:1]  # the current architecture (NSAS adds constraint paths after it)
+        if name == "per-cell":  # one architecture per search cell: count every cell's draw
+            archs = list(archs[0])
         for a in archs:
             counts[range(NUM_EDGES), list(a)] += 1
         sampler.observe(step, [a for a, _ in plan], [torch.tensor(1.0) for _ in plan])
+    if name == "per-cell":  # ABS's redraw of all-none nodes: P(none) on an edge into a node of n inputs
+        p_none = {1: 0.0, 2: (0.2 - 0.2 ** 2) / (1 - 0.2 ** 2), 3: (0.2 - 0.2 ** 3) / (1 - 0.2 ** 3)}
+        n = steps * sampler.cells
+        for e, (_, dst) in enumerate(EDGES):
+            p = np.array([p_none[dst]] + [(1 - p_none[dst]) / (NUM_OPS - 1)] * (NUM_OPS - 1))
+            lo, hi = stats.binom.interval(1 - 1e-6, n, p)
+            assert ((counts[e] >= lo) & (counts[e] <= hi)).all(), f"edge {e}: {counts[e].tolist()} vs {n * p}"
+        return
     lo, hi = stats.binom.interval(1 - 1e-6, steps, 1 / NUM_OPS)
     if name == "nsas-c":  # the chain topology: the cut edges are always none, the others uniform
         cut = sorted(set(range(NUM_EDGES)) - set(chain_edges(2)))

@@ -102,3 +102,25 @@ def test_forward_shapes_for_configurable_sizes():
         sn = Supernet(C=C, N=N, num_classes=k)
         assert sn(torch.randn(2, 3, 16, 16), all_archs()[123]).shape == (2, k)
         assert sn.describe()["num_classes"] == k
+
+
+def test_per_cell_path_runs_each_cell_with_its_own_architecture():
+    from harness.space import CellPath, random_arch
+
+    torch.manual_seed(0)
+    net = Supernet(C=4, N=1, num_classes=10).eval()
+    rng = random.Random(1)
+    archs = [random_arch(rng) for _ in range(3)]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        h = net.stem(x)
+        k = 0
+        for cell in net.cells:  # by hand: search cell k gets archs[k]
+            if isinstance(cell, SearchCell):
+                h, k = cell(h, archs[k]), k + 1
+            else:
+                h = cell(h)
+        assert torch.equal(net(x, CellPath(archs)), net.head(h))
+        assert torch.equal(net(x, CellPath([archs[0]] * 3)), net(x, archs[0]))  # the same cell everywhere = Arch
+    with pytest.raises(ValueError, match="needs 3 architectures"):
+        net(x, CellPath(archs[:2]))

@@ -18,7 +18,7 @@ import random
 from typing import Sequence
 
 from ..registry import Registry
-from ..space import NUM_EDGES, NUM_OPS, Arch
+from ..space import NUM_EDGES, NUM_OPS, Arch, CellPath
 
 SAMPLERS: Registry[type["Sampler"]] = Registry("sampler")
 
@@ -35,7 +35,9 @@ def check_allowed(allowed: Sequence[Sequence[int]] | None) -> list[list[int]]:
 
 
 def in_space(arch: Arch, allowed: Sequence[Sequence[int]]) -> bool:
-    """Whether every edge of ``arch`` uses one of that edge's allowed ops."""
+    """Whether every edge of ``arch`` (of every cell, for a per-cell path) uses one of that edge's allowed ops."""
+    if isinstance(arch, CellPath):
+        return all(in_space(a, allowed) for a in arch)
     return all(op in ops for op, ops in zip(arch, allowed))
 
 

@@ -49,6 +49,7 @@ class DifferentiableSampler(Sampler):
 
     name = "differentiable"
     differentiable = True
+    shrinkable = False  # alpha covers every op; only uniform-alpha (joint.py) trains single paths that a round can narrow
 
     def __init__(self, arch_lr: float = 3e-4, arch_beta1: float = 0.5, arch_beta2: float = 0.999,
                  arch_weight_decay: float = 1e-3, alpha_init_scale: float = 1e-3):

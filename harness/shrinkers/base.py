@@ -98,12 +98,14 @@ def mean_by_op(archs, values, mask: np.ndarray) -> np.ndarray:
 @dataclass
 class ScoreContext:
     """What a rule may use when scoring: ``evaluate(archs) -> [(loss, acc %)]`` on fixed held-out images
-    (the accuracy rule), ``init_state`` (the supernet's weights at initialisation; the angle rule), and
+    (the accuracy rule), ``init_state`` (the supernet's weights at initialisation; the angle rule), ``alpha``
+    (the sampler's architecture parameters, (6, 5) logits, when it trains them; the magnitude rule) and
     ``rng`` for any sampling."""
 
     rng: random.Random
     evaluate: Callable[[list[Arch]], list[tuple[float, float]]] | None = None
     init_state: dict | None = None
+    alpha: object | None = None  # torch.Tensor (6, 5)
 
 
 class Shrinker:
@@ -112,6 +114,7 @@ class Shrinker:
     name = "base"
     needs_init_state = False  # keep the supernet's initial weights (once, in the run directory)
     needs_evaluation = False  # evaluates child models on held-out images
+    needs_alpha = False  # reads architecture parameters trained jointly (a sampler with shrinkable = True)
 
     def scores(self, model, space: Space, ctx: ScoreContext) -> np.ndarray:
         raise NotImplementedError

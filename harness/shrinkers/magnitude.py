@@ -1,24 +1,37 @@
-"""Magnitude baseline: an op is as important as its weights are large.
+"""ABS's magnitude baseline (Hu et al., ECCV 2020, the NB201 comparison of its Table/Figure on shrinking metrics;
+megvii-model/AngleNAS ``NAS-Bench-201/exps/angle/dropnode_by_magnitude.py``).
 
-Score of (edge, op): the L2 norm of the op's weights over every cell, sqrt(sum over cells |W|^2); with
-several sub-supernets (few-shot), the mean of their norms. Parameter-free ops get the norms of the angle
-rule's surrogates (:mod:`harness.shrinkers.weights`): ``avg_pool_3x3`` a 3x3 kernel of 1/9 per channel,
-``skip_connect`` and ``none`` nothing (0), so they are the first to go -- the known blind spot of this
-baseline, kept as it is so the comparison shows it.
+An op's score is its architecture weight softmax(alpha)[edge, op], with alpha trained jointly with the supernet
+(``get_arch_parameters``, lines 93-101: ``softmax(arch_parameters, dim=-1)`` read per (edge, op)). The training
+that produces alpha is the ``uniform-alpha`` sampler (:mod:`harness.samplers.joint`): weights on uniform
+single paths, alpha on search batches through the mixed op. This rule only reads alpha, so it needs that
+sampler (the config says so otherwise).
+
+The softmax runs over the edge's alive ops (the ones alpha is still trained over). In the official NB201 run
+there is one round, with every op alive, so this is the official score; after an earlier round ours
+renormalises over what is left, where the official code would still divide by the removed ops' weights too.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .base import SHRINKERS, ScoreContext, Shrinker, Space
-from .weights import op_terms
 
 
 @SHRINKERS.register("magnitude")
 class MagnitudeShrinker(Shrinker):
     name = "magnitude"
+    needs_alpha = True
 
     def scores(self, model, space: Space, ctx: ScoreContext) -> np.ndarray:
-        norms = np.mean([np.sqrt(op_terms(net)[1][:, :, 2]) for net in model.subnets()], axis=0)
-        norms[~space.mask()] = np.nan
-        return norms
+        if ctx.alpha is None:
+            raise ValueError("the magnitude rule reads architecture parameters; train with sampler 'uniform-alpha' "
+                             "(the rule formerly called 'magnitude', the L2 norm of op weights, is now 'weight-norm')")
+        mask = space.mask()
+        logits = torch.as_tensor(ctx.alpha).detach().double().cpu().numpy()
+        logits = np.where(mask, logits, -np.inf)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[~mask] = np.nan
+        return probs
