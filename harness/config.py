@@ -499,7 +499,8 @@ def _validate_pairing(cfg: Config) -> None:
         with_alpha = [n for n in SAMPLERS.names() if getattr(SAMPLERS.get(n), "shrinkable", False)]
         raise ConfigError(f"[shrink] rule = {cfg.shrink.rule!r} scores ops by architecture parameters trained "
                           f"jointly with the weights; use [sampler] name = {' or '.join(map(repr, with_alpha))} "
-                          f"(not {cfg.sampler['name']!r})")
+                          f"(not {cfg.sampler['name']!r}); the rule that scored ops by the L2 norm of their weights, "
+                          "called 'magnitude' before, is now 'weight-norm'")
 
 
 def differentiable_samplers() -> list[str]:
