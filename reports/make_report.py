@@ -38,8 +38,9 @@ FORGETTING_MEANING = """\
 """
 
 SHRINK_MEANING = """\
-- **Shrinking** (`+angle`, `+accuracy`, `+magnitude`): after a warm-up the rule scores every alive op on every
-  edge and removes the lowest-scored each round; the sampler then trains only the alive space.
+- **Shrinking** (`+angle`, `+accuracy`, `+weight-norm`, `+magnitude`): after a warm-up (in ABS's regime: once,
+  after training) the rule scores every alive op on every edge and removes the lowest-scored each round (per edge,
+  or globally); the sampler then trains only the alive space.
   **space_size**: architectures left. **top1pct_retained / top5pct_retained**: the fraction of NB201's true top 1% /
   5% architectures (of all 15,625) still in the final space. **space_regret**: best true accuracy overall minus
   the best inside the final space (points). **op_score_tau**: Kendall tau, at the first round, between the

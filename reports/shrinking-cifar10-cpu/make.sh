@@ -42,6 +42,7 @@ done |
     nb201-harness run configs/cifar10-cpu-smoke.toml --quiet --out "'"$here"'/runs/$name-seed$seed" \
       --set run.seed=$seed --set forgetting.probe_points=10 $opts > /dev/null'
 note="rules (docs/methods.md): weight-norm = ours (L2 norm of op weights, formerly called magnitude); magnitude = ABS's (softmax of alpha trained jointly by uniform-alpha, dropnode_by_magnitude.py); abs-* = ABS's NB201 regime (one global round of 20 after training, no clipping; abs-angle with ABS's per-cell sampling)"
+note="$note${NOTE_EXTRA:+; $NOTE_EXTRA}"
 if [ -n "${ONLY:-}" ]; then note="$note; rerun for this version: $ONLY; the other variants' runs are the committed ones from an earlier commit (code unchanged for them)"; fi
 python reports/make_report.py "$here"/runs/* --out "$here" --wall-seconds $(( $(date +%s) - start )) \
   --title "Search-space shrinking and few-shot sub-supernets on CPU-sized real CIFAR-10 (3 seeds each)" \
