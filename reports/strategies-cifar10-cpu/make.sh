@@ -22,7 +22,7 @@ for s in $strategies; do for seed in 0 1 2; do echo "$s $seed"; done; done |
   OMP_NUM_THREADS=1 xargs -P 2 -n 2 sh -c 'nb201-harness run configs/cifar10-cpu-smoke.toml --quiet \
     --out "'"$here"'/runs/$0-seed$1" --set sampler.name=$0 --set run.seed=$1 \
     --set train.max_steps=0 --set train.max_paths=3000 --set forgetting.probe_points=15 > /dev/null'
-note="rules (docs/methods.md): nsas = the official NSAS archive (M 8, k 10, filled from 10 random candidates, replaced from the last 50 sampled, constraint with gradient); nsas-c = official chain-topology sampling (chain 2: edge 3<-0 none); nsas-g = the NSAS_G notebook's compensate rule; nsas-lg = ours (no official code); novelty = the official ENNAS ES update on a 1,000-architecture store"
+note="rules (docs/methods.md): nsas = the official NSAS archive (M 8, k 10, filled from 10 random candidates, replaced from the last 50 sampled, constraint with gradient); nsas-c = official chain-topology sampling (chain 2: edge 3<-0 none); nsas-g = the NSAS_G notebook's compensate rule; nsas-lg = ours (no official code); novelty = the official ENNAS ES update on a 1,000-architecture store; per-cell = ABS's per-cell sampling with the redraw of all-none nodes (forward_dropnode)"
 if [ -n "${ONLY:-}" ]; then note="$note; rerun for this version: $ONLY; the other strategies' runs are the committed ones from an earlier commit (code unchanged for them)"; fi
 python reports/make_report.py "$here"/runs/* --out "$here" --wall-seconds $(( $(date +%s) - start )) \
   --title "Sampling strategies on CPU-sized real CIFAR-10 (3 seeds each, equal compute)" \
