@@ -106,7 +106,10 @@ def test_strategy_step_cost(benchmark, setup, name):
     it = batches.batches()
 
     def stepper(strategy):
-        sampler, rng = SAMPLERS.get(strategy)(), random.Random(0)
+        cls = SAMPLERS.get(strategy)
+        # per-cell: one architecture per search cell of this supernet (the runner sets it from [supernet] N)
+        sampler = cls(cells=model.num_search_cells) if getattr(cls, "needs_cells", False) else cls()
+        rng = random.Random(0)
         state = {"step": 0}
         if sampler.differentiable:  # alpha's search batches come from the same stream here
             sampler.attach(model, it, steps=1000, seed=0)
