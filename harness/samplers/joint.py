@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..space import NUM_OPS, Arch
+from ..space import Arch
 from .base import SAMPLERS, check_allowed, draw
 from .differentiable import MIXED_PASS, DifferentiableSampler
 
@@ -41,10 +41,9 @@ class UniformAlphaSampler(DifferentiableSampler):
 
     def _alive(self) -> torch.Tensor:
         if getattr(self, "_mask", None) is None:
-            mask = torch.zeros(len(self.allowed), NUM_OPS, dtype=torch.bool)
-            for e, ops in enumerate(self.allowed):
-                mask[e, ops] = True
-            self._mask = mask.to(self.alpha.device)
+            from ..shrinkers.base import Space  # here: shrinkers import the samplers' base module
+
+            self._mask = torch.from_numpy(Space(self.allowed).mask()).to(self.alpha.device)
         return self._mask
 
     def logits(self) -> torch.Tensor:

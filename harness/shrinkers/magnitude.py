@@ -28,10 +28,8 @@ class MagnitudeShrinker(Shrinker):
         if ctx.alpha is None:
             raise ValueError("the magnitude rule reads architecture parameters; train with sampler 'uniform-alpha' "
                              "(the rule formerly called 'magnitude', the L2 norm of op weights, is now 'weight-norm')")
-        mask = space.mask()
-        logits = torch.as_tensor(ctx.alpha).detach().double().cpu().numpy()
-        logits = np.where(mask, logits, -np.inf)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        probs[~mask] = np.nan
+        mask = torch.from_numpy(space.mask())
+        alpha = torch.as_tensor(ctx.alpha).detach().double().cpu()
+        probs = alpha.masked_fill(~mask, float("-inf")).softmax(-1).numpy()
+        probs[~mask.numpy()] = np.nan
         return probs
