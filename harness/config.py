@@ -129,6 +129,10 @@ class SplitSection:
     edges: list = field(default_factory=list)  # edge indices 0..5 = 0->1, 0->2, 1->2, 0->3, 1->3, 2->3; [] = no split
     at_epochs: float = 0.0  # when to split (0 = before training)
     after_shrink: bool = False  # split right after the last shrink round instead
+    # the optimizer across the split: "continue" = the schedule and momentum carry on (harness/fewshot.py);
+    # "fresh" = the official few-shot protocol: one cosine schedule up to the split, then a new optimizer and a
+    # new cosine schedule over the rest of the run
+    schedule: str = "continue"
 
 
 @dataclass
@@ -213,7 +217,9 @@ class Config:
 EXECUTION_KEYS = (("run", "trust_pickle"),)
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
-ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0}
+ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
+              ("split", "schedule"): "continue"}
+SPLIT_SCHEDULES = ("continue", "fresh")
 # keys holding file paths: resolved against the config file's folder (overrides: the current directory)
 PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
 _SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
@@ -427,6 +433,11 @@ def _validate_shrink(sh: ShrinkSection, split: SplitSection) -> None:
         raise ConfigError("[split] at_epochs must be >= 0")
     if split.after_shrink and (sh.rule == "none" or not edges):
         raise ConfigError("[split] after_shrink needs [shrink] rule other than 'none' and [split] edges")
+    if split.schedule not in SPLIT_SCHEDULES:
+        raise ConfigError(f"[split] schedule = {split.schedule!r}; valid: {', '.join(SPLIT_SCHEDULES)}")
+    if split.schedule == "fresh" and (not edges or split.after_shrink or split.at_epochs <= 0):
+        raise ConfigError("[split] schedule = 'fresh' restarts the optimizer at a split it must know in advance: "
+                          "it needs [split] edges, at_epochs > 0 and after_shrink = false")
 
 
 def _validate(cfg: Config) -> Config:
@@ -492,9 +503,6 @@ def _validate_pairing(cfg: Config) -> None:
     from .shrinkers import SHRINKERS
 
     sampler, rule = SAMPLERS.get(cfg.sampler["name"]), SHRINKERS.get(cfg.shrink.rule)
-    if getattr(sampler, "needs_cells", False) and cfg.split.edges:
-        raise ConfigError(f"[sampler] name = {cfg.sampler['name']!r} draws one architecture per cell, which no "
-                          "few-shot sub-supernet owns: [split] edges must be empty")
     if rule.needs_alpha and not getattr(sampler, "shrinkable", False):
         with_alpha = [n for n in SAMPLERS.names() if getattr(SAMPLERS.get(n), "shrinkable", False)]
         raise ConfigError(f"[shrink] rule = {cfg.shrink.rule!r} scores ops by architecture parameters trained "

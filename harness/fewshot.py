@@ -9,7 +9,8 @@ on it and estimates it. Sub-supernets are deep copies, so they share no paramete
 The split happens in place (:meth:`FewShotSupernet.split`), so everything holding the model keeps
 working; before it, the model is the one shared supernet. :func:`continue_training` moves the optimizer
 and learning-rate schedule over to the new parameters so training continues exactly where it was (each
-copy inherits its original's momentum).
+copy inherits its original's momentum). With ``[split] schedule = "fresh"`` (the official few-shot
+protocol) harness/phases.py instead starts a new optimizer and schedule at the split.
 """
 from __future__ import annotations
 
@@ -52,10 +53,18 @@ class FewShotSupernet(nn.Module):
         self.nets = nn.ModuleList(copy.deepcopy(parent) for _ in self.keys)
         self.split_step_ = int(step)
 
-    def partition(self, arch: Arch) -> int:
+    def partition(self, arch: Arch | CellPath) -> int:
+        """The sub-supernet owning ``arch``; a per-cell path belongs to one only if all its cells agree on the
+        split edges (the per-cell sampler draws them so once split)."""
+        if not self.is_split:
+            return 0
         if isinstance(arch, CellPath):
-            raise TypeError(f"a few-shot supernet routes NB201 architectures to sub-supernets; got {arch!r}")
-        return self.keys.index(tuple(arch[e] for e in self.edges)) if self.is_split else 0
+            keys = {tuple(cell[e] for e in self.edges) for cell in arch}
+            if len(keys) != 1:
+                raise ValueError(f"the cells of this per-cell path differ on the split edges {list(self.edges)}, "
+                                 f"so no sub-supernet owns it: {arch!r}")
+            return self.keys.index(keys.pop())
+        return self.keys.index(tuple(arch[e] for e in self.edges))
 
     def owner(self, arch: Arch) -> Supernet:
         return self.nets[self.partition(arch)]

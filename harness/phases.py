@@ -176,6 +176,13 @@ def check_schedule(cfg: Config, steps_per_epoch: int, steps: int) -> tuple[list[
     return rounds, split_at
 
 
+def _split_sampler(sampler, model: FewShotSupernet) -> None:
+    """Tell a sampler that draws per cell (harness/samplers/percell.py) that the cells must now agree on the
+    split edges, so each path has one owner."""
+    if hasattr(sampler, "split"):
+        sampler.split(model.edges)
+
+
 def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, steps_per_epoch: int,
                    seed: int, hooks: Hooks, progress: bool = True) -> tuple[TrainState, ShrinkState]:
     """Train ``model`` for ``steps`` optimizer steps with the shrink rounds and split of ``cfg`` (resuming from
@@ -183,14 +190,20 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
     rounds, split_at = check_schedule(cfg, steps_per_epoch, steps)
     shrink = ShrinkState(cfg.shrink, steps_per_epoch, rounds)
     init_state = initial_weights(out, model, SHRINKERS.get(cfg.shrink.rule).needs_init_state)
-    opt, sched = make_optimizer(model, cfg.train, steps)
+    # [split] schedule = "fresh" (the official few-shot protocol, aoiang/few-shot-NAS
+    # Few-Shot_NasBench201/exps/supernet/few-shot-supernet_train.py:116,142,146-147: each sub-supernet starts from
+    # the transferred weights with a new SGD and cosine schedule): one schedule up to the split, a new one after
+    fresh = cfg.split.schedule == "fresh" and split_at is not None
+    before_split, after_split = (split_at, steps - split_at) if fresh else (steps, steps)
+    opt, sched = make_optimizer(model, cfg.train, before_split)
     rng, state = random.Random(seed), TrainState()
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
         saved = load_torch(ckpt, "run checkpoint", map_location=next(model.parameters()).device)
         if saved.get("split_step") is not None:
             model.split(saved["split_step"])
-            opt, sched = make_optimizer(model, cfg.train, steps)
+            _split_sampler(sampler, model)
+            opt, sched = make_optimizer(model, cfg.train, after_split)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -227,7 +240,12 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
         if isinstance(model, FewShotSupernet) and want_split and not model.is_split:
             parent = dict(model.nets[0].named_parameters())
             model.split(step)
-            opt, sched = continue_training(model, parent, opt, sched, lambda m: make_optimizer(m, cfg.train, steps))
+            _split_sampler(sampler, model)
+            if fresh:
+                opt, sched = make_optimizer(model, cfg.train, after_split)
+            else:
+                opt, sched = continue_training(model, parent, opt, sched,
+                                               lambda m: make_optimizer(m, cfg.train, steps))
             print(f"few-shot split at step {step}: {len(model.nets)} sub-supernets on edges "
                   f"{[edge_name(e) for e in model.edges]}", file=sys.stderr)
             changed = True

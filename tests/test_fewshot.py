@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from harness.config import TrainSection
 from harness.fewshot import FewShotSupernet, continue_training
-from harness.space import NUM_OPS, Arch
+from harness.space import NUM_OPS, Arch, CellPath
 from harness.supernet import Supernet
 from harness.train import make_optimizer
 
@@ -104,3 +104,11 @@ def test_two_split_edges_give_25_sub_supernets(model):
     m.split(step=3)
     assert len(m.nets) == 25 and m.describe()["few_shot"]["split_step"] == 3
     assert m.partition(Arch((2, 0, 0, 0, 0, 4))) == m.keys.index((2, 4))
+
+
+def test_a_per_cell_path_belongs_to_a_sub_supernet_only_if_its_cells_agree(model):
+    model.split(step=0)  # split on edge 3 (0->3)
+    agree = CellPath([Arch((2, 1, 3, 4, 0, 1)), Arch((1, 4, 0, 4, 1, 3)), Arch((0, 0, 0, 4, 1, 1))])
+    assert model.partition(agree) == model.partition(Arch((0, 0, 0, 4, 0, 0))) == 4
+    with pytest.raises(ValueError, match="differ on the split edges"):
+        model.partition(CellPath([Arch((2, 1, 3, 4, 0, 1)), Arch((2, 1, 3, 2, 0, 1)), Arch((2, 1, 3, 4, 0, 1))]))

@@ -199,3 +199,60 @@ def test_max_rounds_caps_the_schedule(tmp_path, base):
     cfg = load_config(None, base + SHRINK + ["shrink.rule='weight-norm'", "shrink.max_rounds=1"])
     metrics = run_experiment(cfg, tmp_path / "run", progress=False)
     assert metrics["shrink"]["rounds"] == 1 and metrics["shrink"]["round_steps"] == [5]
+
+
+def test_fresh_schedule_is_the_official_few_shot_protocol_and_resumes(tmp_path, base, monkeypatch):
+    """[split] schedule = "fresh": a cosine over the 10 steps before the split, then a new optimizer (no momentum)
+    and a new cosine over the 10 after (few-shot-supernet_train.py:116,142,146-147); the per-cell paths after
+    the split agree on the split edge across cells (rank_model.py:97-111's pool), and not before it. The
+    expected learning rates are the cosine formula written out, not the scheduler's output."""
+    import math
+
+    import harness.train as tm
+
+    cfg = load_config(None, base + ["sampler.name='per-cell'", "sampler.reject_empty_nodes=false",
+                                    "split.edges=[0]", "split.at_epochs=2.0", "split.schedule='fresh'"])
+    lrs, fresh_state, paths = {}, {}, {}
+    real = tm.train_step
+
+    def spy(model, sampler, x, y, step, rng, opt, grad_clip):
+        lrs[step] = opt.param_groups[0]["lr"]
+        fresh_state.setdefault(step, len(opt.state))
+        loss, archs = real(model, sampler, x, y, step, rng, opt, grad_clip)
+        paths[step] = archs[0]
+        return loss, archs
+
+    monkeypatch.setattr(tm, "train_step", spy)
+    out = tmp_path / "run"
+    interrupt_training_at(15, cfg, out, monkeypatch)  # resumes from the step-12 checkpoint, after the split
+    monkeypatch.setattr(tm, "train_step", spy)
+    metrics = run_experiment(cfg, out, progress=False)
+    assert metrics["few_shot"]["split_step"] == 10 and sorted(lrs) == list(range(20))
+
+    def cosine(t, T):
+        return 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * t / T)) / 2
+
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(cosine(step, 10) if step < 10 else cosine(step - 10, 10)), step
+    assert fresh_state[10] == 0 and fresh_state[9] > 0  # no momentum carried over the split
+    assert all(len({cell[0] for cell in paths[s]}) == 1 for s in range(10, 20))
+    assert any(len({cell[0] for cell in paths[s]}) > 1 for s in range(10))
+
+
+def test_continue_schedule_keeps_one_cosine_over_the_run(tmp_path, base, monkeypatch):
+    import math
+
+    import harness.train as tm
+
+    cfg = load_config(None, base + ["split.edges=[0]", "split.at_epochs=2.0"])
+    lrs = {}
+    real = tm.train_step
+
+    def spy(model, sampler, x, y, step, rng, opt, grad_clip):
+        lrs[step] = opt.param_groups[0]["lr"]
+        return real(model, sampler, x, y, step, rng, opt, grad_clip)
+
+    monkeypatch.setattr(tm, "train_step", spy)
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * step / 20)) / 2), step

@@ -443,3 +443,33 @@ def test_per_cell_keeps_an_all_none_node_when_nothing_else_is_alive():
     alive = [[0], [0, 3], [0, 1], [0, 2], [0, 1], [0, 4]]  # node 1 can only be none: no endless redraw
     (path, _), = SAMPLERS.get("per-cell")(cells=3, allowed=alive).plan(0, random.Random(0))
     assert all(a[0] == 0 for a in path)
+
+
+def test_per_cell_after_a_split_draws_each_cell_from_one_sub_supernets_pool():
+    """The official few-shot supernet (few-shot-nas-lib/models/cell_searchs/rank_model.py:97-111): every search
+    cell takes random.choice from the pool of the 3,125 architectures with the sub-supernet's op on edge 1<-0, i.e.
+    edge 0 is shared by all cells and every other edge is uniform and independent from cell to cell. Frequencies
+    over 2,000 steps x 3 cells stay within 5 binomial sd of those probabilities."""
+    sampler, rng, n = SAMPLERS.get("per-cell")(reject_empty_nodes=False, cells=3), random.Random(1), 2000
+    sampler.split([0])
+    paths = [sampler.plan(s, rng)[0][0] for s in range(n)]
+    assert all(len({cell[0] for cell in p}) == 1 for p in paths)  # one owner per path
+    bound = 5 * (n * 0.2 * 0.8) ** 0.5
+    shared = Counter(p[0][0] for p in paths)
+    assert all(abs(shared[o] - n / 5) < bound for o in range(NUM_OPS))  # a uniform sub-supernet per step
+    for e in range(1, 6):
+        for k in range(3):
+            counts = Counter(p[k][e] for p in paths)
+            assert all(abs(counts[o] - n / 5) < bound for o in range(NUM_OPS)), (e, k)
+        agree = sum(p[0][e] == p[1][e] for p in paths)  # independent cells agree with probability 1/5
+        assert abs(agree - n / 5) < bound, e
+
+
+def test_per_cell_split_with_rejection_redraws_only_the_free_edges():
+    sampler, rng = SAMPLERS.get("per-cell")(cells=4), random.Random(2)
+    sampler.split([0])
+    paths = [sampler.plan(s, rng)[0][0] for s in range(500)]
+    # edge 0->1 is node 1's only input: a shared none there is kept (nothing free to redraw) ...
+    assert any(p[0][0] == 0 for p in paths) and all(len({c[0] for c in p}) == 1 for p in paths)
+    # ... and nodes 2 and 3 still never have only none inputs
+    assert all((c[1] or c[2]) and (c[3] or c[4] or c[5]) for p in paths for c in p)

@@ -14,6 +14,13 @@ A plan is one :class:`~harness.space.CellPath` (one architecture per search cell
 ``reject_empty_nodes = false`` draws each edge uniformly with no rejection (per-cell SPOS). Where an edge's
 alive ops are only ``none`` for every input of a node (possible after shrinking with ``min_ops = 1``) the
 official loop would never end; here the node keeps its all-``none`` draw.
+
+Under a few-shot split (:meth:`PerCellSampler.split`, called by harness/phases.py) every cell of a step shares
+the ops of the split edges, drawn once per step, so the path belongs to one sub-supernet; each cell draws its
+other edges on its own. This is the official few-shot supernet's sampling (aoiang/few-shot-NAS,
+``Few-Shot_NasBench201/few-shot-nas-lib/models/cell_searchs/rank_model.py:97-111``: each search cell takes a
+``random.choice`` from the pool of the 3,125 architectures with the sub-supernet's op on edge 1<-0), with the
+sub-supernet drawn uniformly per step instead of trained one after another (docs/methods.md).
 """
 from __future__ import annotations
 
@@ -28,16 +35,21 @@ _NONE = OPS.index("none")
 _INCOMING = [[e for e, (_, dst) in enumerate(EDGES) if dst == node] for node in range(1, NUM_NODES)]
 
 
-def draw_cell(allowed: Sequence[Sequence[int]], rng: random.Random, reject_empty_nodes: bool = True) -> Arch:
+def draw_cell(allowed: Sequence[Sequence[int]], rng: random.Random, reject_empty_nodes: bool = True,
+              fixed: dict[int, int] | None = None) -> Arch:
     """One cell's ops: per node, its incoming edges drawn uniformly from ``allowed``, redrawn while all are
-    ``none`` (``reject_empty_nodes``), in node order and edge order within a node (as ``forward_dropnode``)."""
-    ops = [0] * len(EDGES)
+    ``none`` (``reject_empty_nodes``), in node order and edge order within a node (as ``forward_dropnode``).
+    ``fixed`` (edge -> op) pins some edges; only the others are drawn and redrawn."""
+    fixed = fixed or {}
+    ops = [fixed.get(e, 0) for e in range(len(EDGES))]
     for edges in _INCOMING:
-        possible = reject_empty_nodes and any(o != _NONE for e in edges for o in allowed[e])
-        while True:
-            for e in edges:
+        free = [e for e in edges if e not in fixed]
+        live_fixed = any(fixed[e] != _NONE for e in edges if e in fixed)
+        possible = reject_empty_nodes and not live_fixed and any(o != _NONE for e in free for o in allowed[e])
+        while free:
+            for e in free:
                 ops[e] = rng.choice(allowed[e])
-            if not possible or any(ops[e] != _NONE for e in edges):
+            if not possible or any(ops[e] != _NONE for e in free):
                 break
     return Arch(ops)
 
@@ -54,6 +66,13 @@ class PerCellSampler(Sampler):
         self.reject_empty_nodes = bool(reject_empty_nodes)
         self.cells = cells
         self.allowed = check_allowed(allowed)
+        self.shared_edges: tuple[int, ...] = ()  # the few-shot split edges, once the supernet is split
+
+    def split(self, edges: Sequence[int]) -> None:
+        """The supernet was split on ``edges``: from now on all cells of a path share those edges' ops."""
+        self.shared_edges = tuple(int(e) for e in edges)
 
     def plan(self, step: int, rng: random.Random) -> list[tuple[CellPath, float]]:
-        return [(CellPath(draw_cell(self.allowed, rng, self.reject_empty_nodes) for _ in range(self.cells)), 1.0)]
+        fixed = {e: rng.choice(self.allowed[e]) for e in self.shared_edges}
+        return [(CellPath(draw_cell(self.allowed, rng, self.reject_empty_nodes, fixed) for _ in range(self.cells)),
+                 1.0)]
