@@ -15,8 +15,6 @@ import time
 import traceback
 from pathlib import Path
 
-import pandas as pd
-
 from .config import ConfigError, load_config
 from .io import check_writable, finite_or_none, write_csv
 
@@ -35,7 +33,9 @@ EPILOG_RUN = """examples:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    return [*(args.set or []), *(["run.trust_pickle=true"] if getattr(args, "trust_pickle", False) else [])]
+    threads = getattr(args, "threads", None)
+    return [*(args.set or []), *(["run.trust_pickle=true"] if getattr(args, "trust_pickle", False) else []),
+            *([f"run.threads={threads}"] if threads is not None else [])]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,15 +139,24 @@ def _int_list(text: str, flag: str) -> list[int]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    if args.workers < 0:
-        raise ConfigError(f"--workers {args.workers}: must be >= 0 (0 = one per CPU core)")
+    from .demo import all_strategies
+
+    if args.workers < 0 or args.threads < 0:
+        raise ConfigError(f"--workers {args.workers} / --threads {args.threads}: must be >= 0 (0 = automatic)")
+    if args.all and args.strategy:
+        raise ConfigError("--all and --strategy exclude each other: --all runs every strategy")
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out, "demo directory")
     start = time.perf_counter()
-    paths, table = run_demo(out, args.strategy or None, args.set or [], progress=not args.quiet, workers=args.workers)
-    print(f"\nRanking quality on the digitsm mini-benchmark (95% bootstrap CIs over architectures):\n\n{table}")
-    print(f"runs in {out}/, table and plots in {out / 'compare'}/ "
-          f"({', '.join(p.name for p in paths if p.suffix == '.png')}); {time.perf_counter() - start:.0f} s in all")
+    paths, table = run_demo(out, all_strategies() if args.all else args.strategy or None, args.set or [],
+                            progress=not args.quiet, workers=args.workers, threads=args.threads)
+    print(f"\nRanking quality on the digitsm mini-benchmark (tau: 95% bootstrap CI over architectures; regret in "
+          f"accuracy points; forgetting: mean probe accuracy drop, points):\n\n{table}\n")
+    pngs = [p.name for p in paths if p.suffix == ".png"]
+    first = "correlations.png" if "correlations.png" in pngs else (pngs[0] if pngs else "summary.md")
+    print(f"{time.perf_counter() - start:.0f} s in all. Runs in {out}/; the full table is {out / 'compare'}/summary.md. "
+          f"Open {out / 'compare' / first} first (tau and Spearman per strategy, with CIs), then "
+          f"{', '.join(p for p in pngs if p != first)}.")
     return 0
 
 
@@ -223,6 +232,8 @@ def cmd_space_export(args: argparse.Namespace) -> int:
         c = arch_costs(arch, args.C, args.N, args.classes, args.resolution)
         rows.append({"arch": arch.to_str(), "isomorphism_class": arch.canonical(), "params": c.params,
                      "params_mb": c.params / 1e6, "flops": c.flops, "flops_m": c.flops / 1e6})
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     write_csv(args.out, frame)
     print(f"wrote {len(frame)} architectures to {args.out}: params {frame.params.min()}..{frame.params.max()}, "
@@ -230,9 +241,21 @@ def cmd_space_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples in epilogs keep their lines; every option's help ends with its default unless it says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" not in text and action.option_strings and not action.required
+                and not (default is None or default is False or default is argparse.SUPPRESS or default in ([], ""))):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nb201-harness", description="Weight-sharing NAS evaluation against NAS-Bench-201.",
-                                epilog="exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+                                formatter_class=HelpFormatter, epilog="exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of any error")
     trust = argparse.ArgumentParser(add_help=False)
@@ -243,74 +266,77 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_parser(name, *, trusting=False, **kw):  # every command takes --debug; groups (gt, space) do not
         parents = [] if name in ("gt", "space") else [common, trust] if trusting else [common]
+        kw["formatter_class"] = HelpFormatter
         return _add(name, parents=parents, **kw)
 
     sub.add_parser = add_parser
 
     run = sub.add_parser("run", trusting=True, help="train a supernet, estimate architectures, score the ranking",
-                         epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=EPILOG_RUN)
     run.add_argument("config", help="TOML config (see configs/)")
     run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
     run.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP); an unfinished one is resumed")
+    run.add_argument("--threads", type=int, help="torch CPU threads, as run.threads (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
     gt = sub.add_parser("gt", help="ground truth: inspect or export").add_subparsers(dest="gt_command", required=True)
     gt_add = gt.add_parser
-    gt.add_parser = lambda name, **kw: gt_add(name, parents=[common, trust], **kw)
+    gt.add_parser = lambda name, **kw: gt_add(name, parents=[common, trust], **{**kw, "formatter_class": HelpFormatter})
     info = gt.add_parser("info", help="architectures, isomorphism classes and optima of a ground-truth source",
-                         epilog="example:\n  nb201-harness gt info --source ../shared/data/nb201/nb201_groundtruth.csv",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog="example:\n  nb201-harness gt info --source ../shared/data/nb201/nb201_groundtruth.csv")
     info.add_argument("--source", required=True, help="compact CSV table or official NAS-Bench-201-v1_*.pth")
     info.set_defaults(func=cmd_gt_info)
     exp = gt.add_parser("export", help="one-time export of the official .pth file to the compact CSV table",
-                        epilog="example:\n  nb201-harness gt export --source NAS-Bench-201-v1_1-096897.pth --out nb201.csv",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    exp.add_argument("--source", required=True)
+                        epilog="example:\n  nb201-harness gt export --source NAS-Bench-201-v1_1-096897.pth --out nb201.csv")
+    exp.add_argument("--source", required=True, help="the official NAS-Bench-201-v1_*.pth file (or a compact CSV table)")
     exp.add_argument("--out", required=True, help="the table to write (never the source; an existing file only "
                                                   "with --force)")
     exp.add_argument("--force", action="store_true", help="replace an existing --out file")
     exp.set_defaults(func=cmd_gt_export)
 
     b = gt.add_parser("build", help="train architectures stand-alone to make a ground-truth table (resumable)",
-                      epilog=EPILOG_GT_BUILD, formatter_class=argparse.RawDescriptionHelpFormatter)
+                      epilog=EPILOG_GT_BUILD)
     b.add_argument("--data", required=True, help="builtin:digitsm, a zip/folder of class subfolders, or cifar10:ROOT")
     b.add_argument("--name", required=True, help="dataset key of the table's columns (lowercase letters/digits)")
     b.add_argument("--archs", default="sample:200", help="all | unique | sample:K | sample-unique:K | list:FILE")
     b.add_argument("--arch-seed", type=int, default=0, help="seed of the sample:K draw (default 0)")
     b.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
-    b.add_argument("--epochs", type=int, default=200)
-    b.add_argument("--C", type=int, default=16)
-    b.add_argument("--N", type=int, default=5)
-    b.add_argument("--resolution", type=int, default=0, help="0 = native")
-    b.add_argument("--batch-size", type=int, default=256)
-    b.add_argument("--lr", type=float, default=0.1)
-    b.add_argument("--lr-min", type=float, default=0.0)
-    b.add_argument("--weight-decay", type=float, default=5e-4)
+    b.add_argument("--epochs", type=int, default=200, help="training epochs per architecture and seed")
+    b.add_argument("--C", type=int, default=16, help="channels of the first stage")
+    b.add_argument("--N", type=int, default=5, help="cells per stage")
+    b.add_argument("--resolution", type=int, default=0, help="input size; 0 = the data's native size (default 0)")
+    b.add_argument("--batch-size", type=int, default=256, help="training batch size")
+    b.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to --lr-min)")
+    b.add_argument("--lr-min", type=float, default=0.0, help="final learning rate of the cosine schedule (default 0)")
+    b.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
     b.add_argument("--no-augment", action="store_true", help="no random crop + flip (digits must not be flipped)")
-    b.add_argument("--split-seed", type=int, default=0, help="stratified split seed when the data fixes none")
+    b.add_argument("--split-seed", type=int, default=0, help="stratified split seed when the data fixes none (default 0)")
     b.add_argument("--normalize", default="", help="mean/std constants (default: the builtin's, else cifar10)")
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     b.add_argument("--workers", type=int, default=1, help="parallel worker processes (CPU)")
     b.add_argument("--out", required=True, help="output table TABLE.csv (TABLE.partial.csv / .build.json beside it)")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_gt_build)
 
-    demo = sub.add_parser("demo", help="every registered strategy on the offline mini-benchmark, compared",
-                          epilog="examples:\n  nb201-harness demo\n  nb201-harness demo --strategy uniform --out runs/demo",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo = sub.add_parser("demo", help="strategies on the offline mini-benchmark, compared (about 3 minutes)",
+                          epilog="examples:\n  nb201-harness demo\n  nb201-harness demo --all\n"
+                                 "  nb201-harness demo --strategy uniform --strategy gdas --out runs/demo")
     demo.add_argument("--out", help="directory for the runs and the comparison (default runs/demo-TIMESTAMP)")
-    demo.add_argument("--strategy", action="append", help="only this strategy (repeatable; default: all registered)")
+    demo.add_argument("--strategy", action="append",
+                      help="only this strategy (repeatable; default: uniform, nsas, fairnas, uniform+angle, darts)")
+    demo.add_argument("--all", action="store_true", help="every registered strategy, and uniform+angle")
     demo.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a demo config key")
     demo.add_argument("--workers", type=int, default=0,
                       help="strategies trained at once in separate processes (default: one per CPU core)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--threads", type=int, default=0,
+                      help="torch threads per strategy (default: CPU cores // workers, so they never oversubscribe)")
+    demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(func=cmd_demo)
 
     cmp_ = sub.add_parser("compare", help="one table and plots across finished runs",
-                          epilog="example:\n  nb201-harness compare runs/demo/uniform runs/spos-seed1 --out reports/mine",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+                          epilog="example:\n  nb201-harness compare runs/demo/uniform runs/spos-seed1 --out reports/mine")
+    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories (each counts as one seed)")
     cmp_.add_argument("--out", help="write compare.csv, summary.csv, summary.md and PNG/SVG plots here")
     cmp_.set_defaults(func=cmd_compare)
 
@@ -320,8 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "--update --description 'uniform, demo config'\n  nb201-harness check runs/s0/uniform "
                                 "runs/s1/uniform runs/s2/uniform --baseline B.json --update --description 'three seeds'"
                                 "\nexit status: 0 passed, 1 regressed, "
-                                "2 bad input, 3 a bug, 4 not comparable (a baseline of another experiment)",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                                "2 bad input, 3 a bug, 4 not comparable (a baseline of another experiment)")
     chk.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
                      help="the run to check; with --update, one or several runs of the same experiment")
     chk.add_argument("--baseline", required=True, help="baseline JSON (format 1; the CI suite's baselines are `regress`'s)")
@@ -338,8 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("regress", help="the ranking-regression suite: statistical test against recorded baselines",
                          epilog="examples:\n  nb201-harness regress\n  nb201-harness regress --entry uniform --out runs/r"
                                 "\n  nb201-harness regress --record --entry uniform   # rewrite its baseline (10 seeds)"
-                                "\nexit status: 0 passed, 1 regressed, 2 bad input, 3 a bug, 4 a baseline for another config",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                                "\nexit status: 0 passed, 1 regressed, 2 bad input, 3 a bug, 4 a baseline for another config")
     reg.add_argument("--suite", help="suite file (default tests/regression/suite.toml)")
     reg.add_argument("--entry", action="append", help="only this entry (repeatable; a subset is its own family)")
     reg.add_argument("--out", help="run directories go to OUT/ENTRY/seedS (default runs/regress); finished ones "
@@ -350,14 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     space = sub.add_parser("space", help="the search space").add_subparsers(dest="space_command", required=True)
     space_add = space.add_parser
-    space.add_parser = lambda name, **kw: space_add(name, parents=[common], **kw)
+    space.add_parser = lambda name, **kw: space_add(name, parents=[common], **{**kw, "formatter_class": HelpFormatter})
     sx = space.add_parser("export", help="one row per architecture: NB201 string, parameters, FLOPs",
-                          epilog="example:\n  nb201-harness space export --out space.csv --C 16 --N 5 --classes 10",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    sx.add_argument("--out", required=True)
+                          epilog="example:\n  nb201-harness space export --out space.csv --C 16 --N 5 --classes 10")
+    sx.add_argument("--out", required=True, help="the CSV file to write")
     sx.add_argument("--C", type=int, default=16, help="channels of the first stage (default 16)")
     sx.add_argument("--N", type=int, default=5, help="cells per stage (default 5)")
-    sx.add_argument("--classes", type=int, default=10)
+    sx.add_argument("--classes", type=int, default=10, help="classifier outputs (default 10)")
     sx.add_argument("--resolution", type=int, default=32, help="input size for FLOPs (default 32)")
     sx.set_defaults(func=cmd_space_export)
     return p

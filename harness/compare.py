@@ -359,20 +359,21 @@ def figures(records: list[RunRecord]) -> dict[str, Figure]:
     ``shrink_alive``, ``shrink_scores`` and ``shrink_retention`` when some run shrank its space (shrink.csv);
     ``alpha_search`` (derived architecture and sharpness per epoch) when some run is differentiable (alpha.csv)."""
     labels = _labels(records)
+    styles = plots.Styles(sorted({r.strategy for r in records}))  # one colour and marker per strategy throughout
     figs = {"correlations": plots.bar_correlations(strategy_table(records)),
             "scatter": plots.scatter_grid({lab: r.estimates for lab, r in zip(labels, records)})}
     curves = {lab: r.progress for lab, r in zip(labels, records) if r.progress is not None}
     if curves:
-        figs["tau_vs_progress"] = plots.tau_vs_progress(curves)
+        figs["tau_vs_progress"] = plots.tau_vs_progress(curves, styles=styles)
     tables = forgetting_tables(records)
     if tables["probe_acc"]:
         figs["forgetting_probe_acc"] = plots.probe_accuracy_grid(tables["probe_acc"])
     if tables["intervals"] or tables["decay"]:
-        figs["forgetting_drop"] = plots.forgetting_curves(tables["intervals"], tables["decay"])
+        figs["forgetting_drop"] = plots.forgetting_curves(tables["intervals"], tables["decay"], styles)
     if tables["probe_tau"]:
         figs["forgetting_probe_tau"] = plots.tau_vs_progress(
             tables["probe_tau"], title="Probe ranking during supernet training (mean ± std over seeds)",
-            ylabel="Kendall tau of probes with ground truth")
+            ylabel="Kendall tau of probes with ground truth", styles=styles)
     logs = {label + (f" (seed {runs[0].seed})" if len(runs) > 1 else ""): runs[0].shrink_log
             for label, runs in _by_strategy(records).items()
             if runs[0].shrink_log is not None and not runs[0].shrink_log.empty}
@@ -383,7 +384,7 @@ def figures(records: list[RunRecord]) -> dict[str, Figure]:
     searched = {label: [{"alpha": r.alpha_log, "sharpness": r.sharpness} for r in runs]
                 for label, runs in _by_strategy(records).items() if runs[0].alpha_log is not None}
     if searched:
-        figs["alpha_search"] = plots.alpha_curves(searched)
+        figs["alpha_search"] = plots.alpha_curves(searched, styles)
     return figs
 
 

@@ -33,6 +33,9 @@ class RunSection:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     trust_pickle: bool = False  # load pickled files unrestricted (harness/safeload.py); only for files you trust
+    # CPU threads for torch in this run; 0 = as the caller set them (all cores for `run`, cores // workers for the
+    # worker processes of `demo` and `regress`), so workers x threads never exceeds the cores
+    threads: int = 0
 
 
 @dataclass
@@ -214,7 +217,7 @@ class Config:
 
 
 # keys that say how a run may execute, not what it computes: not part of its identity (config.toml, digests)
-EXECUTION_KEYS = (("run", "trust_pickle"),)
+EXECUTION_KEYS = (("run", "trust_pickle"), ("run", "threads"))
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
 ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
@@ -281,7 +284,7 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 # (section, key): (lowest, highest) allowed, None = unbounded; checked for every config before anything runs
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
-    ("run", "seed"): (0, 2**32 - 1), ("data", "split_seed"): (0, 2**32 - 1), ("data", "resolution"): (0, None),
+    ("run", "seed"): (0, 2**32 - 1), ("run", "threads"): (0, 1024), ("data", "split_seed"): (0, 2**32 - 1), ("data", "resolution"): (0, None),
     ("data", "train_subset"): (0, None), ("data", "valid_subset"): (0, None),
     ("supernet", "C"): (1, None), ("supernet", "N"): (1, None), ("supernet", "num_classes"): (2, None),
     ("train", "epochs"): (0, None), ("train", "max_steps"): (0, None), ("train", "max_paths"): (0, None),

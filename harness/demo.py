@@ -1,21 +1,26 @@
-"""``nb201-harness demo``: every registered sampling strategy on the embedded mini-benchmark, offline.
+"""``nb201-harness demo``: sampling strategies on the embedded mini-benchmark, offline.
 
 Each strategy trains its own supernet on ``builtin:digitsm`` with ``configs/demo-digitsm.toml`` (one
-config; only ``[sampler] name`` changes), estimates the mini-benchmark's architectures with inherited
-weights, and is scored against the stand-alone ground truth in ``data/digitsm/``. The runs then go through
-``compare``: one table and the plots.
+config; only ``[sampler] name`` changes, plus the shrinking keys of ``uniform+angle``), estimates the
+mini-benchmark's architectures with inherited weights, and is scored against the stand-alone ground truth in
+``data/digitsm/``. The runs then go through ``compare``: one table and the plots.
+
+By default the demo runs :data:`DEFAULT`, one strategy of each kind, sized to finish in about 3 minutes on 2
+cores; ``--all`` runs :func:`all_strategies` (every registered sampler and ``uniform+angle``).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
+from . import progress as progress_report
 from .compare import load_run, strategy_table, to_markdown, write_report
 from .config import Config, ConfigError, load_config
 from .runner import run_experiment
@@ -23,6 +28,16 @@ from .samplers import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo-digitsm.toml"
+# demo strategies that are more than a sampler name: their extra config keys. Shrinking on digitsm's 56 steps
+# per epoch: warm-up 6 epochs, a round every 3, down to 3 ops per edge (rounds at steps 336 and 504 of 1,000)
+EXTRA = {"uniform+angle": ["sampler.name='uniform'", "shrink.rule='angle'", "shrink.warmup_epochs=6.0",
+                           "shrink.shrink_every=3.0", "shrink.min_ops=3", "shrink.estimate_space=0"]}
+# one strategy of each kind: plain, an NSAS variant, fair, a shrinker and a differentiable one
+DEFAULT = ["uniform", "nsas", "fairnas", "uniform+angle", "darts"]
+
+
+def all_strategies() -> list[str]:
+    return [*SAMPLERS.names(), *EXTRA]
 
 
 def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
@@ -30,50 +45,106 @@ def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
     if not DEMO_CONFIG.is_file():
         raise ConfigError(f"{DEMO_CONFIG} is missing: the demo runs from a checkout of the repository "
                           "(pip install -e .), which ships configs/ and data/")
-    cfg = load_config(DEMO_CONFIG, [f"sampler.name={strategy!r}", *overrides])
+    if strategy not in EXTRA and strategy not in SAMPLERS.names():
+        raise ConfigError(f"demo strategy {strategy!r} is unknown; valid: {', '.join(all_strategies())}")
+    keys = EXTRA.get(strategy, [f"sampler.name={strategy!r}"])
+    cfg = load_config(DEMO_CONFIG, [*keys, *overrides])
     cfg.run.name = f"demo-{strategy}"
     return cfg
 
 
-def _run_one(name: str, run_dir: Path, overrides: list[str], progress: bool, threads: int = 0) -> tuple[str, float]:
+def _run_one(name: str, run_dir: Path, overrides: list[str], threads: int = 0, queue=None) -> tuple[str, float]:
+    """One strategy's run; its progress goes to ``queue`` (a worker process) as (name, phase, done, total)."""
     if threads:
         torch.set_num_threads(threads)
+    if queue is not None:
+        progress_report.set_sink(progress_report.throttled(lambda *a: queue.put((name, *a))))
     start = time.perf_counter()
-    run_experiment(demo_config(name, overrides), run_dir, progress=progress)
+    run_experiment(demo_config(name, overrides), run_dir, progress=False)
     return name, time.perf_counter() - start
 
 
-def run_demo(out: str | Path, strategies: list[str] | None = None, overrides: list[str] = (),
-             progress: bool = True, workers: int = 0) -> tuple[list[Path], str]:
-    """Run (or resume) the demo into ``out``/STRATEGY, then write ``out``/compare; returns (paths, Markdown).
+def _drain(queue, board: progress_report.Board) -> None:
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        board.update(*item)
 
-    ``workers`` strategies train at once in separate processes (0 = one per CPU core, at most 2 threads
-    each); every run is seeded, so the worker count changes only the wall time.
+
+def run_demo(out: str | Path, strategies: list[str] | None = None, overrides: list[str] = (),
+             progress: bool = True, workers: int = 0, threads: int = 0) -> tuple[list[Path], str]:
+    """Run (or resume) the demo into ``out``/STRATEGY, then write ``out``/compare; returns (paths, Markdown of
+    the compact table).
+
+    ``strategies``: default :data:`DEFAULT`. ``workers`` strategies train at once in separate processes (0 = one
+    per CPU core), each with ``threads`` torch threads (0 = cores // workers, at least 1). Every run is seeded,
+    so the worker count changes only the wall time. With ``progress`` a line per unfinished strategy (phase,
+    step, ETA) is printed every 5 s.
     """
     out = Path(out)
-    names = strategies or SAMPLERS.names()
+    names = list(dict.fromkeys(strategies or DEFAULT))
     for name in names:
-        demo_config(name, overrides)  # a bad override fails now, not in a worker
+        demo_config(name, overrides)  # a bad name or override fails now, not in a worker
     todo = [n for n in names if not (out / n / "metrics.json").exists()]
     for name in names:
         if name not in todo:
             print(f"demo: {name}: finished earlier in {out / name}; not rerun (delete it to rerun)", file=sys.stderr)
     cores = os.cpu_count() or 1
     workers = min(workers or cores, len(todo)) if todo else 0
-    if workers <= 1:
-        for name in todo:
-            print(f"demo: {name}: training and estimating ...", file=sys.stderr)
-            _, seconds = _run_one(name, out / name, list(overrides), progress)
-            print(f"demo: {name}: done in {seconds:.0f} s", file=sys.stderr)
-    else:
-        threads = max(1, cores // workers)
-        print(f"demo: {len(todo)} strategies, {workers} at a time ({threads} thread(s) each) ...", file=sys.stderr)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, n, out / n, list(overrides), False, threads) for n in todo]
-            for fut in as_completed(futures):
-                name, seconds = fut.result()
-                print(f"demo: {name}: done in {seconds:.0f} s", file=sys.stderr)
+    threads = threads or max(1, cores // max(workers, 1))
+    print(f"demo: {len(todo)} strategies ({', '.join(todo)}), {max(workers, 1)} at a time, {threads} thread(s) "
+          "each", file=sys.stderr)
+    board = progress_report.Board(todo or names, every=5.0 if progress else None)
+    with board:
+        if workers <= 1:
+            for name in todo:
+                progress_report.set_sink(lambda *a, name=name: board.update(name, *a))
+                try:
+                    _, seconds = _run_one(name, out / name, list(overrides), threads)
+                finally:
+                    progress_report.set_sink(None)
+                board.finish(name, seconds)
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                queue = manager.Queue()
+                drain = threading.Thread(target=_drain, args=(queue, board), daemon=True)
+                drain.start()
+                futures = [pool.submit(_run_one, n, out / n, list(overrides), threads, queue) for n in todo]
+                try:
+                    for fut in as_completed(futures):
+                        name, seconds = fut.result()
+                        board.finish(name, seconds)
+                finally:
+                    queue.put(None)
+                    drain.join()
     run_dirs = [out / n for n in names]
     records = [load_run(d) for d in run_dirs]
     paths = write_report(records, out / "compare")
-    return paths, to_markdown(strategy_table(records))
+    return paths, compact_table(strategy_table(records))
+
+
+COMPACT = ["kendall_tau", "spearman", "precision_top5pct", "regret_top1", "mean_forgetting"]
+
+
+def compact_table(table) -> str:
+    """At most about 110 characters a row: strategy, tau with its CI, Spearman, P@5%, regret, forgetting
+    (the full table is compare/summary.md)."""
+    width = max([len("strategy"), *(len(s) for s in table["strategy"])])
+    head = f"{'strategy':<{width}}  {'tau [CI]':<22} {'Spearman':>8} {'P@5%':>6} {'regret':>7} {'forgetting':>10}"
+    lines = [head, "-" * len(head)]
+    for _, row in table.iterrows():
+        tau = f"{row['kendall_tau']:.3f} [{row['kendall_tau_lo']:.2f}, {row['kendall_tau_hi']:.2f}]" \
+            if "kendall_tau_lo" in row else f"{row['kendall_tau']:.3f}"
+        cells = [_fmt(row.get(m)) for m in COMPACT[1:]]
+        lines.append(f"{row['strategy']:<{width}}  {tau:<22} {cells[0]:>8} {cells[1]:>6} {cells[2]:>7} {cells[3]:>10}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{value:.3f}" if value == value else "n/a"

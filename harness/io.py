@@ -6,10 +6,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pandas as pd
-import torch
+if TYPE_CHECKING:  # pandas and torch load only when a frame or tensor is written (a fast CLI start)
+    import pandas as pd
 
 
 def _umask() -> int:
@@ -61,6 +61,8 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
 
 
 def save_torch(path: str | Path, obj) -> Path:
+    import torch
+
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 

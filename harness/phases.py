@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import progress as progress_report
 from .config import Config, ConfigError, ShrinkSection
 from .fewshot import FewShotSupernet, continue_training
 from .io import save_torch, write_csv
@@ -251,6 +252,7 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
             changed = True
         return changed
 
+    progress_report.begin("train", steps, state.step)
     while True:
         if events(state.step) and state.step < steps:
             checkpoint(state)

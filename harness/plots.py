@@ -22,6 +22,35 @@ TITLE_PT, LABEL_PT, TICK_PT = 12, 11, 10
 COLORS = {"kendall_tau": "#1f77b4", "spearman": "#ff7f0e"}
 NAMES = {"kendall_tau": "Kendall tau", "spearman": "Spearman rho"}
 OTHER, TOP = "#9e9e9e", "#d62728"
+# tab20's strong shades first, then its light ones: 20 colours; with a marker each, 20 x 10 distinct styles
+PALETTE = tuple(colormaps["tab20"](i) for i in (*range(0, 20, 2), *range(1, 20, 2)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+class Styles:
+    """One colour and marker per strategy, the same in every figure of a report: ``styles(label)`` gives the
+    style of the strategy a label starts with (``"uniform seed 1"`` -> ``"uniform"``'s), a new one for a new
+    strategy. Strategy i takes colour i of :data:`PALETTE` and marker i of :data:`MARKERS` (cycled), so
+    colours stay distinct up to 20 strategies and (colour, marker) pairs up to 20 x 10."""
+
+    def __init__(self, strategies=()):
+        self.styles: dict[str, dict] = {}
+        for name in strategies:
+            self(name)
+
+    def __call__(self, label: str) -> dict:
+        known = [k for k in self.styles if label == k or label.startswith(k + " ")]
+        if known:
+            return self.styles[max(known, key=len)]
+        i = len(self.styles)
+        self.styles[label] = {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+        return self.styles[label]
+
+
+def _empty(ax: Axes, why: str) -> None:
+    """Say in the panel why it has nothing to show."""
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=TICK_PT, color="#555555",
+            wrap=True)
 
 
 def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -117,18 +146,43 @@ def _tau_text(est: np.ndarray, gt: np.ndarray) -> str:
     return f"tau = {tau:.3f}" if np.isfinite(tau) else "tau = n/a"
 
 
+def robust_limits(values: np.ndarray, q: float = 0.02, pad: float = 0.08) -> tuple[float, float]:
+    """Axis limits that hold the data inside Tukey's fences (1.5 interquartile ranges beyond the quartiles), and
+    at least the q and 1-q quantiles, plus ``pad`` of the span. A lone architecture at 10% no longer squeezes the
+    rest into a sliver; points outside are drawn at the edge (:func:`_scatter_panel`)."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return 0.0, 1.0
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    inside = v[(v >= q1 - 1.5 * (q3 - q1)) & (v <= q3 + 1.5 * (q3 - q1))]
+    lo = min(np.quantile(v, q), inside.min())
+    hi = max(np.quantile(v, 1 - q), inside.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    return lo - pad * span, hi + pad * span
+
+
 def _scatter_panel(ax: Axes, label: str, frame: pd.DataFrame, top_percent: float) -> None:
     est, gt = _finite_pairs(frame)
-    top = np.zeros(len(gt), dtype=bool)
-    if len(gt):
-        top[np.argsort(-gt, kind="stable")[:top_k_count(len(gt), top_percent)]] = True
-    # rasterized points keep the SVG small for all 15,625 architectures; axes and text stay vector
-    ax.scatter(gt[~top], est[~top], s=10, color=OTHER, alpha=0.6, linewidths=0, rasterized=True,
-               label="other architectures")
-    ax.scatter(gt[top], est[top], s=14, color=TOP, alpha=0.9, linewidths=0, rasterized=True,
-               label=f"ground-truth top {top_percent:g}% ({top.sum()})")
     _style(ax, f"{label}  ({_tau_text(est, gt)})", "ground-truth accuracy (%)", "supernet estimate (%)")
     ax.grid(True, axis="x", alpha=0.3)
+    if not len(gt):
+        _empty(ax, "no architecture has both an estimate and a ground truth")
+        return
+    top = np.zeros(len(gt), dtype=bool)
+    top[np.argsort(-gt, kind="stable")[:top_k_count(len(gt), top_percent)]] = True
+    (x0, x1), (y0, y1) = robust_limits(gt), robust_limits(est)
+    x, y = np.clip(gt, x0, x1), np.clip(est, y0, y1)
+    out = (x != gt) | (y != est)
+    # rasterized points keep the SVG small for all 15,625 architectures; axes and text stay vector
+    ax.scatter(x[~top & ~out], y[~top & ~out], s=10, color=OTHER, alpha=0.6, linewidths=0, rasterized=True,
+               label="other architectures")
+    ax.scatter(x[top & ~out], y[top & ~out], s=14, color=TOP, alpha=0.9, linewidths=0, rasterized=True,
+               label=f"ground-truth top {top_percent:g}% ({top.sum()})")
+    if out.any():
+        ax.scatter(x[out], y[out], s=28, marker="D", facecolors="none", edgecolors=np.where(top[out], TOP, "#444444"),
+                   linewidths=1.0, label=f"outside the axes, drawn at the edge ({out.sum()})")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
     ax.legend(fontsize=TICK_PT, loc="best", framealpha=0.8)
 
 
@@ -150,20 +204,21 @@ def scatter_grid(runs: dict[str, pd.DataFrame], top_percent: float = 10) -> Figu
 
 
 def tau_vs_progress(curves: dict[str, pd.DataFrame], title: str = "Ranking correlation during supernet training",
-                    ylabel: str = "Kendall tau with ground truth (probe set)") -> Figure:
+                    ylabel: str = "Kendall tau with ground truth (probe set)", styles: Styles | None = None) -> Figure:
     """Kendall tau on a probe set against training progress, one line per run (or per strategy).
 
     ``curves``: label -> frame with ``progress`` (0..1) and ``kendall_tau``; optional
     ``kendall_tau_lo``/``kendall_tau_hi`` are drawn as a shaded band. NaN points leave a gap.
     """
     _require(curves, "the curve dict")
+    styles = styles or Styles()
     fig = Figure(figsize=(6.4, 4.2), layout="tight")
     ax = fig.add_subplot()
     for label, frame in curves.items():
         _require_columns(frame, ["progress", "kendall_tau"], f"curve {label!r}")
         frame = frame.sort_values("progress")
         x = frame["progress"].to_numpy(dtype=float)
-        (line,) = ax.plot(x, frame["kendall_tau"].to_numpy(dtype=float), marker="o", markersize=4, label=label)
+        (line,) = ax.plot(x, frame["kendall_tau"].to_numpy(dtype=float), markersize=4, label=label, **styles(label))
         if {"kendall_tau_lo", "kendall_tau_hi"} <= set(frame.columns):
             ax.fill_between(x, frame["kendall_tau_lo"].to_numpy(dtype=float),
                             frame["kendall_tau_hi"].to_numpy(dtype=float), color=line.get_color(), alpha=0.2,
@@ -172,7 +227,7 @@ def tau_vs_progress(curves: dict[str, pd.DataFrame], title: str = "Ranking corre
     ax.set_xlim(0, 1.02)  # a little room so the point at progress 1.0 is not cut in half
     _style(ax, title, "training progress (fraction of steps)", ylabel)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=TICK_PT, loc="best")
+    ax.legend(fontsize=TICK_PT - (2 if len(curves) > 8 else 0), loc="best", ncols=1 + len(curves) // 9)
     return fig
 
 
@@ -210,21 +265,25 @@ def probe_accuracy_grid(panels: dict[str, pd.DataFrame], cmap: str = "viridis") 
     return fig
 
 
-def _drop_panel(ax: Axes, curves: dict[str, pd.DataFrame], by: str) -> None:
+def _drop_panel(ax: Axes, curves: dict[str, pd.DataFrame], by: str, styles: Styles, why: str) -> None:
+    if not curves:
+        _empty(ax, why)
     for label, frame in curves.items():
         _require_columns(frame, [by, "mean_drop", "std_drop", "n"], f"curve {label!r}")
         frame = frame.sort_values(by)
         x, y = frame[by].to_numpy(dtype=float), frame["mean_drop"].to_numpy(dtype=float)
         sem = frame["std_drop"].to_numpy(dtype=float) / np.sqrt(np.maximum(frame["n"].to_numpy(dtype=float), 1))
-        (line,) = ax.plot(x, y, marker="o", markersize=4, label=label)
+        (line,) = ax.plot(x, y, markersize=4, label=label, **styles(label))
         ax.fill_between(x, y - np.nan_to_num(sem), y + np.nan_to_num(sem), color=line.get_color(), alpha=0.15,
                         linewidth=0)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xscale("log")
+    if curves:
+        ax.set_xscale("log")
     ax.grid(True, axis="x", alpha=0.3)
 
 
-def forgetting_curves(intervals: dict[str, pd.DataFrame], decay: dict[str, pd.DataFrame]) -> Figure:
+def forgetting_curves(intervals: dict[str, pd.DataFrame], decay: dict[str, pd.DataFrame],
+                      styles: Styles | None = None) -> Figure:
     """Forgetting against time, one line per strategy; bands are +- one standard error.
 
     Left, ``intervals``: label -> frame with ``interval`` (steps), ``mean_drop``, ``std_drop``, ``n``: a probe's
@@ -234,12 +293,15 @@ def forgetting_curves(intervals: dict[str, pd.DataFrame], decay: dict[str, pd.Da
     """
     if not intervals and not decay:
         raise ValueError("nothing to plot: no forgetting intervals and no decay curves")
+    styles = styles or Styles()
     fig = Figure(figsize=(12.0, 4.4), layout="constrained")
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    _drop_panel(left, intervals, "interval")
+    _drop_panel(left, intervals, "interval", styles, "no probe intervals: no run had forgetting probes "
+                "([forgetting] probes = 0)")
     _style(left, "Probes: drop while not trained", "interval without training the probe (steps, log)",
            "accuracy drop (points; + = forgotten)")
-    _drop_panel(right, decay, "lag")
+    _drop_panel(right, decay, "lag", styles, "no decay curves: no run had decay tracers "
+                "([forgetting] decay_tracers = 0)")
     _style(right, "Just-trained architecture: decay", "steps after it was trained (log)",
            "accuracy drop (points; + = forgotten)")
     for ax in (left, right):
@@ -360,23 +422,25 @@ def retention_bars(table: pd.DataFrame) -> Figure:
     return fig
 
 
-ALPHA_PANELS = (("ground_truth", "alpha", "True accuracy of the derived architecture", "NB201 accuracy (%)"),
+ALPHA_PANELS = (("ground_truth", "alpha", "True accuracy of the derived architecture", "NB201 accuracy (%)",
+                 "no data: no derived architecture is in the ground-truth table"),
                 ("parameter_free", "alpha", "Parameter-free ops in the derived architecture",
-                 "share of edges (none, skip, pool)"),
+                 "share of edges (none, skip, pool)", "no data: no alpha was recorded"),
                 ("eigenvalue", "sharpness", "Sharpness of the search loss w.r.t. alpha",
-                 "largest Hessian eigenvalue"))
+                 "largest Hessian eigenvalue", "no data: sharpness was not measured\n([search] sharpness_every = 0)"))
 
 
-def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]]) -> Figure:
+def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]], styles: Styles | None = None) -> Figure:
     """Differentiable search during training, one line per strategy (mean over its seeds, band = min..max):
     the derived architecture's true accuracy, its parameter-free share (DARTS's collapse) and the sharpness.
 
     ``runs``: label -> one dict per seed with ``alpha`` (alpha.csv: epoch, ground_truth, parameter_free) and
     ``sharpness`` (sharpness.csv: epoch, eigenvalue; None when not measured). Seeds share the schedule."""
     _require(runs, "the run dict")
+    styles = styles or Styles()
     fig = Figure(figsize=(15, 4.2), layout="tight")
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
-    for ax, (column, source, title, ylabel) in zip(axes, ALPHA_PANELS):
+    for ax, (column, source, title, ylabel, why) in zip(axes, ALPHA_PANELS):
         for label, seeds in runs.items():
             frames = [s[source] for s in seeds if s.get(source) is not None and len(s[source])]
             if not frames:
@@ -385,8 +449,10 @@ def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]]) -> Figur
                 _require_columns(f, ["epoch", column], f"{source} of {label!r}")
             table = pd.concat([f.set_index("epoch")[column].rename(i) for i, f in enumerate(frames)], axis=1)
             table = table.sort_index().astype(float)
+            if not table.notna().any().any():
+                continue
             x = table.index.to_numpy(dtype=float)
-            (line,) = ax.plot(x, table.mean(axis=1).to_numpy(), marker="o", markersize=3,
+            (line,) = ax.plot(x, table.mean(axis=1).to_numpy(), markersize=3, **styles(label),
                               label=f"{label} ({len(frames)} seed{'s' if len(frames) > 1 else ''})")
             if len(frames) > 1:
                 ax.fill_between(x, table.min(axis=1).to_numpy(), table.max(axis=1).to_numpy(),
@@ -395,4 +461,6 @@ def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]]) -> Figur
         ax.grid(True, axis="x", alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=TICK_PT - 1, loc="best")
+        else:
+            _empty(ax, why)
     return fig

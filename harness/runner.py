@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import progress as progress_report
 from . import __version__
 from .config import Config, ConfigError, differing_keys, tomllib
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
@@ -329,6 +330,9 @@ def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], prog
     def flush(chunk: list[dict]) -> None:
         rows.extend(chunk)
         write_csv(partial, pd.DataFrame(rows))
+        progress_report.advance(len(rows))
+
+    progress_report.begin("estimate" if name == "estimates" else "space", len(rows) + len(todo), len(rows))
 
     start = time.perf_counter()
     eval_batches = list(data.held_out.iter_fixed())
@@ -414,6 +418,8 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
 
 def _run_experiment(cfg: Config, out: Path, progress: bool) -> dict:
     device = resolve_device(cfg.run.device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
     if not cfg.groundtruth.source:
         raise ConfigError("[groundtruth] source is empty: give the compact table or the official .pth file")
     gt = load_ground_truth(cfg.groundtruth.source)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import progress as progress_report
 from .config import TrainSection
 from .samplers import Sampler
 from .space import Arch
@@ -166,6 +167,7 @@ def _train(model, sampler, batches, cfg, steps, rng, opt, sched, state, checkpoi
         state.paths += sampler.passes(archs)
         since += 1
         bar.update(1)
+        progress_report.advance(state.step)
         if monitor is not None:
             paused = time.perf_counter()
             if monitor.after_step(state.step, archs):

@@ -66,3 +66,46 @@ def test_gt_export_and_info_on_an_official_format_file(tmp_path, capsys):
     assert info["num_archs"] == len(ARCH_STRS)
     best = max(range(len(ARCH_STRS)), key=lambda i: expected_mean(i, "cifar10", "ori-test", 200))
     assert info["best"]["cifar10_test_200"]["arch"] == ARCH_STRS[best]
+
+
+def test_help_loads_no_heavy_library():
+    """`--help` of every command parses arguments without torch, pandas or matplotlib (a start under 1 s; the
+    time itself is benchmarks/test_bench_cli.py's)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.cli as c\n"
+            "for argv in ([], ['run'], ['demo'], ['compare'], ['check'], ['regress'], ['gt', 'build'], ['gt', 'export'],"
+            " ['gt', 'info'], ['space', 'export']):\n"
+            "    try:\n        c.build_parser().parse_args([*argv, '--help'])\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def _parsers(parser):
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_has_help_and_states_its_default():
+    import argparse
+
+    from harness.cli import build_parser
+
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{parser.prog} {action.dest}: no help text"
+        text = " ".join(parser.format_help().split())  # wrapped lines joined
+        for action in parser._actions:
+            d = action.default
+            if action.option_strings and not action.required and not (
+                    d is None or d is False or d is argparse.SUPPRESS or d in ([], "")):
+                assert f"default: {d}" in text or "default" in action.help, (parser.prog, action.dest)

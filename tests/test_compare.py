@@ -1,9 +1,11 @@
+import io
 import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from harness import compare as C
 from harness.forgetting import summarise
@@ -245,3 +247,54 @@ def test_a_run_too_short_for_decay_tracers_still_compares(tmp_path):
     rec = C.load_run(run)
     assert rec.decay is not None and rec.decay.empty
     assert "forgetting_probe_acc" in C.figures([rec])
+
+
+def test_every_figure_for_twelve_strategies_keeps_one_distinct_style_per_strategy(tmp_path):
+    """12 strategies, two seeds each, with progress and forgetting: every line of a strategy has the same colour
+    and marker in every figure, and no two strategies share a colour."""
+
+    names = [f"strategy{i:02d}" for i in range(12)]
+    records = [C.load_run(make_run(tmp_path, f"{n}-s{s}", n, s, progress=True, forgetting=True))
+               for n in names for s in (0, 1)]
+    figs = C.figures(records)
+    assert {"correlations", "scatter", "tau_vs_progress", "forgetting_drop", "forgetting_probe_tau"} <= set(figs)
+    seen: dict[str, set] = {}
+    for key, fig in figs.items():
+        assert fig.savefig(io.BytesIO(), format="png", dpi=40) is None
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                label = line.get_label().split(" (")[0].split(" seed")[0]
+                if label in names:
+                    seen.setdefault(label, set()).add((to_hex(line.get_color()), line.get_marker()))
+    assert set(seen) == set(names)
+    assert all(len(styles) == 1 for styles in seen.values()), seen  # one style per strategy, in every figure
+    colours = [next(iter(s))[0] for s in seen.values()]
+    assert len(set(colours)) == 12
+
+
+def test_an_outlier_no_longer_squeezes_the_scatter(tmp_path):
+    from harness import plots
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(78, 93, 200)
+    frame = pd.DataFrame({"estimate": gt + rng.normal(0, 1, 200), "ground_truth": gt})
+    frame.loc[0, ["estimate", "ground_truth"]] = [10.0, 10.0]  # one collapsed architecture
+    (ax,) = plots.scatter_grid({"uniform": frame}).axes
+    lo, hi = ax.get_xlim()
+    assert lo > 70 and hi < 96  # the axes hold the bulk, not the point at 10%
+    edge = [c for c in ax.collections if c.get_label().startswith("outside the axes")]
+    assert len(edge) == 1 and len(edge[0].get_offsets()) == 1
+    assert edge[0].get_offsets()[0][0] == pytest.approx(lo)  # drawn at the edge
+
+
+def test_empty_panels_say_why(tmp_path):
+    from harness import plots
+
+    drops = pd.DataFrame({"interval": [1, 10], "mean_drop": [0.5, 1.0], "std_drop": [0.1, 0.2], "n": [4, 4]})
+    fig = plots.forgetting_curves({"uniform": drops}, {})
+    right = fig.axes[1]
+    assert any("no decay curves" in t.get_text() for t in right.texts) and not right.get_lines()[1:]
+    alpha = pd.DataFrame({"epoch": [0, 1], "ground_truth": [float("nan")] * 2, "parameter_free": [0.5, 0.8]})
+    fig = plots.alpha_curves({"darts": [{"alpha": alpha, "sharpness": None}]})
+    texts = [" ".join(t.get_text() for t in ax.texts) for ax in fig.axes]
+    assert "ground-truth table" in texts[0] and texts[1] == "" and "sharpness was not measured" in texts[2]

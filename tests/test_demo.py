@@ -6,27 +6,44 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.demo import DEFAULT, EXTRA, all_strategies, demo_config
 from harness.samplers import SAMPLERS
 
+# 40 passes; digitsm has 56 steps per epoch, so uniform+angle's rounds come at steps 14 and 28
 TINY = ["train.max_paths=40", "estimate.track_every=20", "estimate.track_archs=12", "metrics.bootstrap=50",
         "estimate.recalib_batches=1", "train.checkpoint_every=20", "forgetting.probe_images=128",
-        "forgetting.decay_lags=[1, 2]"]
+        "forgetting.decay_lags=[1, 2]", "shrink.warmup_epochs=0.25", "shrink.shrink_every=0.25",
+        "shrink.score_images=64"]
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    args = ["demo", "--out", str(out), "--quiet"]
+    args = ["demo", "--out", str(out), "--quiet", "--all"]
     for s in TINY:
         args += ["--set", s]
     assert main(args) == 0
     return out
 
 
+def test_the_default_set_has_one_strategy_of_each_kind():
+    assert set(DEFAULT) <= set(all_strategies()) and len(DEFAULT) == len(set(DEFAULT)) == 5
+    samplers = [demo_config(n).sampler["name"] for n in DEFAULT]
+    assert "uniform" in DEFAULT and "fairnas" in DEFAULT
+    assert any(n.startswith("nsas") for n in samplers)
+    assert any(SAMPLERS.get(n).differentiable for n in samplers)
+    assert any(demo_config(n).shrink.rule != "none" for n in DEFAULT)
+    assert set(all_strategies()) == set(SAMPLERS.names()) | set(EXTRA)
+
+
 def test_demo_runs_every_strategy_and_writes_the_comparison(demo_dir, capsys):
-    for name in SAMPLERS.names():
+    assert "uniform+angle" in all_strategies()
+    shrink = json.loads((demo_dir / "uniform+angle" / "metrics.json").read_text())["shrink"]
+    assert shrink["rounds"] == 2  # 5 -> 3 ops per edge
+    for name in all_strategies():
         metrics = json.loads((demo_dir / name / "metrics.json").read_text())
         assert metrics["strategy"] == name
+        name = demo_config(name).sampler["name"]
         assert metrics["ground_truth"]["query"] == "digitsm_valid_8"
         assert metrics["ranking"]["n_archs"] == 200
         # every strategy gets a budget of 40 forward/backward passes: 40 // (its paths per step) steps, so
@@ -49,7 +66,17 @@ def test_demo_runs_every_strategy_and_writes_the_comparison(demo_dir, capsys):
               "forgetting_probe_acc.png", "forgetting_drop.svg", "forgetting_probe_tau.png"):
         assert (compare / f).stat().st_size > 0
     summary = pd.read_csv(compare / "summary.csv")
-    assert sorted(summary["strategy"]) == SAMPLERS.names()
+    assert sorted(summary["strategy"]) == sorted(all_strategies())
+    # the printed table stays narrow with every strategy in it, and carries each strategy's own numbers
+    from harness.compare import load_run, strategy_table
+    from harness.demo import compact_table
+
+    table = strategy_table([load_run(demo_dir / n) for n in all_strategies()])
+    lines = compact_table(table).splitlines()
+    assert len(lines) == 2 + len(all_strategies()) and max(len(line) for line in lines) <= 110
+    uniform = json.loads((demo_dir / "uniform" / "metrics.json").read_text())["ranking"]
+    row = next(line for line in lines if line.startswith("uniform "))
+    assert f"{uniform['kendall_tau']['value']:.3f}" in row and f"{uniform['spearman']['value']:.3f}" in row
 
 
 def test_demo_does_not_rerun_finished_strategies(demo_dir, capsys):
