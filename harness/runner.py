@@ -344,10 +344,13 @@ def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], prog
 
 
 def strategy_label(cfg: Config) -> str:
-    """The name a run is compared under: the sampler, plus the shrinking rule and ``few-shot`` when used."""
+    """The name a run is compared under: the sampler, plus the shrinking rule and ``few-shot`` when used. A round
+    after training (``at_end``, ABS's regime) adds ``-at-end`` to the rule, and the official few-shot schedule
+    adds ``-fresh``, so different regimes are never pooled as seeds of one."""
     name = cfg.sampler["name"] + ("-unrolled" if cfg.sampler.get("unrolled") else "")  # DARTS's second order
-    return "+".join([name] + ([cfg.shrink.rule] if cfg.shrink.rule != "none" else [])
-                    + (["few-shot"] if cfg.split.edges else []))
+    rule = cfg.shrink.rule + ("-at-end" if cfg.shrink.at_end else "")
+    split = "few-shot" + ("-fresh" if cfg.split.schedule == "fresh" else "")
+    return "+".join([name] + ([rule] if cfg.shrink.rule != "none" else []) + ([split] if cfg.split.edges else []))
 
 
 def build_model(cfg: Config, device: torch.device):

@@ -8,6 +8,7 @@ numbers ("what they mean") is derived from the numbers themselves, so a regenera
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import os
 import platform
@@ -289,8 +290,13 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the command that regenerates the report")
     p.add_argument("--wall-seconds", type=float, required=True)
     p.add_argument("--note", default="", help="one line on how the runs were made, shown under the machine")
+    p.add_argument("--label-by-run-name", action="store_true",
+                   help="label each run by its directory name less -seedN (the make.sh variant), not its strategy")
     args = p.parse_args()
     records = [load_run(d) for d in args.run_dirs]
+    if args.label_by_run_name:  # the report's own variant names (runs/VARIANT-seedN), e.g. two regimes of one rule
+        for r in records:
+            r.strategy = re.sub(r"-seed\d+$", "", r.path.name)
     write_report(records, args.out)
     write_text(Path(args.out) / "README.md", render(records, args.run_dirs, args))
 

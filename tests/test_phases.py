@@ -192,6 +192,7 @@ def test_one_global_round_after_training_as_abs(tmp_path, base, monkeypatch):
     assert set(map(tuple, log.loc[log["removed"], ["edge", "op"]].to_numpy())) == expected
     block = metrics["shrink"]
     assert block["rounds"] == 1 and block["round_steps"] == [20]
+    assert metrics["strategy"] == "uniform+angle-at-end"  # not pooled with the per-epoch angle schedule's runs
     assert [len(ops) for ops in block["final_space"]] == kept.groupby("edge").size().tolist()
 
 
@@ -228,6 +229,7 @@ def test_fresh_schedule_is_the_official_few_shot_protocol_and_resumes(tmp_path, 
     monkeypatch.setattr(tm, "train_step", spy)
     metrics = run_experiment(cfg, out, progress=False)
     assert metrics["few_shot"]["split_step"] == 10 and sorted(lrs) == list(range(20))
+    assert metrics["strategy"] == "per-cell+few-shot-fresh"  # not pooled with the continued schedule's runs
 
     def cosine(t, T):
         return 0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * t / T)) / 2

@@ -44,8 +44,8 @@ done |
     nb201-harness run configs/cifar10-cpu-smoke.toml --quiet --out "'"$here"'/runs/$name-seed$seed" \
       --set run.seed=$seed --set forgetting.probe_points=10 $opts > /dev/null'
 note="rules (docs/methods.md): weight-norm = ours (L2 norm of op weights, formerly called magnitude); magnitude = ABS's (softmax of alpha trained jointly by uniform-alpha, dropnode_by_magnitude.py); abs-* = ABS's NB201 regime (one global round of 20 after training, no clipping; abs-angle with ABS's per-cell sampling); few-shot and angle-few-shot = ours (edge 0->3, schedule continued); few-shot-official = the official protocol's sampling, edge and fresh schedule (configs/presets/fewshot-nb201.toml, at CPU size)"
-note="$note${NOTE_EXTRA:+; $NOTE_EXTRA}"
+note="$note; rows are labelled by variant (runs/VARIANT-seedN), since magnitude and abs-magnitude share a sampler and rule and differ in schedule${NOTE_EXTRA:+; $NOTE_EXTRA}"
 if [ -n "${ONLY:-}" ]; then note="$note; rerun for this version: $ONLY; the other variants' runs are the committed ones from an earlier commit (code unchanged for them)"; fi
 python reports/make_report.py "$here"/runs/* --out "$here" --wall-seconds $(( $(date +%s) - start )) \
   --title "Search-space shrinking and few-shot sub-supernets on CPU-sized real CIFAR-10 (3 seeds each)" \
-  --command "bash $here/make.sh" --note "$note"
+  --command "bash $here/make.sh" --note "$note" --label-by-run-name
