@@ -48,7 +48,8 @@ def throttled(sink: Sink, every: float = 0.5) -> Sink:
 
 class Board:
     """The status of named jobs; while running (a context manager), every ``every`` seconds it prints one line
-    per unfinished job: ``NAME  PHASE  DONE/TOTAL  ETA``, with the ETA from the phase's rate so far."""
+    per started, unfinished job: ``NAME  PHASE  DONE/TOTAL  ETA``, with the ETA from the phase's rate so far,
+    and one line naming the jobs still waiting for a worker."""
 
     def __init__(self, names: list[str], every: float | None = 5.0, stream: TextIO = sys.stderr,
                  prefix: str = "demo"):
@@ -74,11 +75,14 @@ class Board:
 
     def lines(self) -> list[str]:
         now, width = time.monotonic(), max(len(n) for n in self.names)
-        out = []
+        out, waiting = [], []
         with self.lock:
             for name in self.names:
                 st = self.state[name]
                 if st["phase"] == "done":
+                    continue
+                if st["phase"] == "waiting":
+                    waiting.append(name)
                     continue
                 text = f"{name:<{width}}  {st['phase']:<8}"
                 if st["total"]:
@@ -87,6 +91,8 @@ class Board:
                     if moved > 0 and spent > 0:
                         text += f"  ETA {max(0.0, (st['total'] - st['done']) * spent / moved):4.0f} s"
                 out.append(text)
+        if waiting:
+            out.append(f"{len(waiting)} waiting: {', '.join(waiting)}")
         return out
 
     def _print(self, text: str) -> None:

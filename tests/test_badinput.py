@@ -210,6 +210,7 @@ run_experiment(load_config(sys.argv[1]), sys.argv[2], progress=False)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_resumes_to_identical_metrics(project, tmp_path):
     cfg = load_config(project / "run.toml")
     run_experiment(cfg, tmp_path / "whole", progress=False)
@@ -225,6 +226,7 @@ def test_kill_9_mid_epoch_resumes_to_identical_metrics(project, tmp_path):
     _same_results(tmp_path / "whole", cut)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["angle-shrinking", "darts"])
 def test_mid_epoch_kill_of_shrinking_and_bilevel_runs_resumes_identically(project, tmp_path, monkeypatch, variant):
     from harness.samplers.differentiable import DARTSSampler
@@ -245,6 +247,7 @@ def test_mid_epoch_kill_of_shrinking_and_bilevel_runs_resumes_identically(projec
                                       check_exact=True, obj=name)
 
 
+@pytest.mark.slow
 def test_kill_during_estimation_resumes_to_identical_metrics(project, tmp_path, monkeypatch):
     import harness.runner as runner_mod
 
@@ -272,6 +275,7 @@ def test_kill_during_estimation_resumes_to_identical_metrics(project, tmp_path, 
     _same_results(tmp_path / "whole", tmp_path / "cut")
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_says_how_to_resume(project, tmp_path, capsys, monkeypatch):
     cfg = load_config(project / "run.toml")
     run_experiment(cfg, tmp_path / "whole", progress=False)
@@ -294,8 +298,6 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(project, tmp_path, capsys, mo
 
 
 def test_full_disk_during_a_checkpoint_loses_nothing(project, tmp_path, capsys, monkeypatch):
-    import harness.io as io_mod
-
     cfg = load_config(project / "run.toml")
     run_experiment(cfg, tmp_path / "whole", progress=False)
     out, real_save, saves = tmp_path / "cut", torch.save, []
@@ -307,10 +309,10 @@ def test_full_disk_during_a_checkpoint_loses_nothing(project, tmp_path, capsys, 
             raise OSError(28, "No space left on device", str(f))
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(io_mod.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)  # harness.io imports torch when it saves
     code = run_cli("run", project / "run.toml", "--out", out, "--quiet")
     one_line(capsys, 2, code, r"No space left on device")
-    monkeypatch.setattr(io_mod.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     assert load_torch(out / "checkpoint.pt", "run checkpoint")["state"]["step"] == 6  # the previous one, intact
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert run_cli("run", project / "run.toml", "--out", out, "--quiet") == 0
@@ -425,6 +427,7 @@ def two_runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_check_update_refuses_a_run_of_another_strategy(two_runs, tmp_path, capsys):
     base = tmp_path / "b.json"
     assert run_cli("check", two_runs / "uniform", "--baseline", base, "--update", "--description", "uniform") == 0

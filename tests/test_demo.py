@@ -9,6 +9,8 @@ from harness.cli import main
 from harness.demo import DEFAULT, EXTRA, all_strategies, demo_config
 from harness.samplers import SAMPLERS
 
+pytestmark = pytest.mark.slow  # the demo itself, every strategy end to end (the fast tier skips it)
+
 # 40 passes; digitsm has 56 steps per epoch, so uniform+angle's rounds come at steps 14 and 28
 TINY = ["train.max_paths=40", "estimate.track_every=20", "estimate.track_archs=12", "metrics.bootstrap=50",
         "estimate.recalib_batches=1", "train.checkpoint_every=20", "forgetting.probe_images=128",

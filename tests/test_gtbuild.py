@@ -23,6 +23,7 @@ def tiny_spec(**kw) -> BuildSpec:
     return BuildSpec(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_build_writes_the_compact_table(tmp_path):
     out = tmp_path / "gt.csv"
     table = build(tiny_spec(), out, progress=False)
@@ -46,6 +47,7 @@ def test_build_writes_the_compact_table(tmp_path):
         build(tiny_spec(), out, progress=False)
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_without_losing_jobs(tmp_path, monkeypatch):
     out = tmp_path / "gt.csv"
     real = gtbuild.train_standalone

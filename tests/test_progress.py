@@ -18,6 +18,7 @@ def test_board_prints_a_line_per_unfinished_job_with_an_eta():
     text = out.getvalue()
     assert "uniform" in text and "50/100" in text and "ETA" in text
     assert "demo: fairnas: done in 3 s" in text
+    assert "1 waiting: fairnas" in text  # before it started
     last = text.strip().splitlines()[-1]  # after fairnas finished only uniform is listed
     assert "uniform" in last and "fairnas" not in last
     # the ETA is the rest at the rate so far: 50 more steps at 50 per ~0.02 s

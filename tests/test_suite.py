@@ -159,6 +159,7 @@ def test_baseline_for_another_config_is_refused(tmp_path):
         S.load_baseline(tmp_path / "b.json", e, COMMITTED)
 
 
+@pytest.mark.slow
 def test_regress_records_passes_and_catches_a_planted_fault_end_to_end(tmp_path, monkeypatch, capsys):
     """A tiny suite through the CLI: --record writes a baseline of 10 runs, an unchanged rerun exits 0, and
     80% of the correct answers dropped in estimation (a planted fault) exit 1 naming mean_estimate."""
