@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import progress as progress_report
-from .compare import load_run, strategy_table, to_markdown, write_report
+from .compare import load_run, strategy_table, write_report
 from .config import Config, ConfigError, load_config
 from .runner import run_experiment
 from .samplers import SAMPLERS
@@ -74,8 +74,8 @@ def _drain(queue, board: progress_report.Board) -> None:
 
 def run_demo(out: str | Path, strategies: list[str] | None = None, overrides: list[str] = (),
              progress: bool = True, workers: int = 0, threads: int = 0) -> tuple[list[Path], str]:
-    """Run (or resume) the demo into ``out``/STRATEGY, then write ``out``/compare; returns (paths, Markdown of
-    the compact table).
+    """Run (or resume) the demo into ``out``/STRATEGY, then write ``out``/compare; returns (paths, the compact
+    table as text).
 
     ``strategies``: default :data:`DEFAULT`. ``workers`` strategies train at once in separate processes (0 = one
     per CPU core), each with ``threads`` torch threads (0 = cores // workers, at least 1). Every run is seeded,

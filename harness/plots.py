@@ -30,8 +30,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 class Styles:
     """One colour and marker per strategy, the same in every figure of a report: ``styles(label)`` gives the
     style of the strategy a label starts with (``"uniform seed 1"`` -> ``"uniform"``'s), a new one for a new
-    strategy. Strategy i takes colour i of :data:`PALETTE` and marker i of :data:`MARKERS` (cycled), so
-    colours stay distinct up to 20 strategies and (colour, marker) pairs up to 20 x 10."""
+    strategy. Strategy i takes colour i of :data:`PALETTE` and marker i + i // 20 of :data:`MARKERS` (both
+    cycled), so colours stay distinct up to 20 strategies and (colour, marker) pairs up to 20 x 10."""
 
     def __init__(self, strategies=()):
         self.styles: dict[str, dict] = {}
@@ -43,7 +43,8 @@ class Styles:
         if known:
             return self.styles[max(known, key=len)]
         i = len(self.styles)
-        self.styles[label] = {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+        self.styles[label] = {"color": PALETTE[i % len(PALETTE)],
+                              "marker": MARKERS[(i + i // len(PALETTE)) % len(MARKERS)]}
         return self.styles[label]
 
 

@@ -236,3 +236,11 @@ def test_retention_bars_skip_strategies_that_did_not_shrink():
     assert [round(p.get_height(), 6) for p in right.patches] == [0.3, 2.5]
     names = [t.get_text().replace("\n+", "+").split("\n")[0] for t in right.get_xticklabels()]
     assert names == ["uniform+angle", "uniform+magnitude"]  # wrapped at "+" so long names do not collide
+
+
+def test_styles_give_distinct_colours_to_20_strategies_and_distinct_pairs_to_200():
+    styles = plots.Styles([f"s{i:03d}" for i in range(200)])
+    values = list(styles.styles.values())
+    assert len({v["color"] for v in values[:20]}) == 20
+    assert len({(v["color"], v["marker"]) for v in values}) == 200
+    assert styles("s003 seed 2") is styles("s003") and styles("s003 (2 seeds)") is styles("s003")
