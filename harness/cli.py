@@ -150,8 +150,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     paths, table = run_demo(out, all_strategies() if args.all else args.strategy or None, args.set or [],
                             progress=not args.quiet, workers=args.workers, threads=args.threads)
-    print(f"\nRanking quality on the digitsm mini-benchmark (tau: 95% bootstrap CI over architectures; regret in "
-          f"accuracy points; forgetting: mean probe accuracy drop, points):\n\n{table}\n")
+    print(f"\nRanking quality on the digitsm mini-benchmark (tau: 95% bootstrap CI over architectures;\n"
+          f"regret in accuracy points; forgetting: mean probe accuracy drop in points):\n\n{table}\n")
     pngs = [p.name for p in paths if p.suffix == ".png"]
     first = "correlations.png" if "correlations.png" in pngs else (pngs[0] if pngs else "summary.md")
     print(f"{time.perf_counter() - start:.0f} s in all. Runs in {out}/; the full table is {out / 'compare'}/summary.md. "

@@ -60,3 +60,22 @@ def test_readme_demo_time_is_the_committed_measurement_and_fits_in_3_minutes():
     said = re.search(r"the default demo took (\d+) s", README)
     assert said and said.group(1) == measured.group(2)
     assert int(measured.group(2)) <= 180
+
+
+def test_readme_test_times_are_the_committed_measurement():
+    """The fast tier's and the full suite's counts and times in the README are reports/test-times/README.md's,
+    and the README's test command is the fast tier, which took at most 5 minutes there."""
+    report = (ROOT / "reports" / "test-times" / "README.md").read_text()
+    rows = dict(re.findall(r"- (fast tier|full suite)[^:]*: =* ?(\d+ passed.*?) in ([\d.]+)s", report))
+    times = {k: float(v) for k, v in re.findall(r"- (fast tier|full suite)[^:]*: .* in ([\d.]+)s", report)}
+    assert set(rows) == set(times) == {"fast tier", "full suite"}
+    fast = re.search(r"fast test tier\*\*: (\d+) tests passed \((\d+) skipped\) in (\d+) s", README)
+    full = re.search(r"passed (\d+) tests \((\d+) skipped\) in (\d+) s on the same machine", README)
+    assert fast and full
+    for said, key in ((fast, "fast tier"), (full, "full suite")):
+        passed, skipped = re.search(r"(\d+) passed, (\d+) skipped", rows[key]).groups()
+        assert (said.group(1), said.group(2)) == (passed, skipped) and int(said.group(3)) == round(times[key])
+    slow = re.search(r"The (\d+) tests marked `slow`", README)
+    assert slow and f"{slow.group(1)} deselected" in rows["fast tier"]
+    assert times["fast tier"] <= 300
+    assert '-m "not slow"' in README.split("```bash", 3)[2]  # the README's test command is the fast tier
