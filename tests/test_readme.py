@@ -76,6 +76,6 @@ def test_readme_test_times_are_the_committed_measurement():
         passed, skipped = re.search(r"(\d+) passed, (\d+) skipped", rows[key]).groups()
         assert (said.group(1), said.group(2)) == (passed, skipped) and int(said.group(3)) == round(times[key])
     slow = re.search(r"The (\d+) tests marked `slow`", README)
-    assert slow and f"{slow.group(1)} deselected" in rows["fast tier"]
+    assert slow and f"{int(slow.group(1)) + 1} deselected" in rows["fast tier"]  # + this test, left out there
     assert times["fast tier"] <= 300
     assert '-m "not slow"' in README.split("```bash", 3)[2]  # the README's test command is the fast tier
