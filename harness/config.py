@@ -284,8 +284,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 # (section, key): (lowest, highest) allowed, None = unbounded; checked for every config before anything runs
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
-    ("run", "seed"): (0, 2**32 - 1), ("run", "threads"): (0, 1024), ("data", "split_seed"): (0, 2**32 - 1), ("data", "resolution"): (0, None),
-    ("data", "train_subset"): (0, None), ("data", "valid_subset"): (0, None),
+    ("run", "seed"): (0, 2**32 - 1), ("run", "threads"): (0, 1024), ("data", "split_seed"): (0, 2**32 - 1),
+    ("data", "resolution"): (0, None), ("data", "train_subset"): (0, None), ("data", "valid_subset"): (0, None),
     ("supernet", "C"): (1, None), ("supernet", "N"): (1, None), ("supernet", "num_classes"): (2, None),
     ("train", "epochs"): (0, None), ("train", "max_steps"): (0, None), ("train", "max_paths"): (0, None),
     ("train", "batch_size"): (1, None), ("train", "lr_min"): (0, None), ("train", "momentum"): (0, 0.999999),

@@ -177,13 +177,6 @@ def check_schedule(cfg: Config, steps_per_epoch: int, steps: int) -> tuple[list[
     return rounds, split_at
 
 
-def _split_sampler(sampler, model: FewShotSupernet) -> None:
-    """Tell a sampler that draws per cell (harness/samplers/percell.py) that the cells must now agree on the
-    split edges, so each path has one owner."""
-    if hasattr(sampler, "split"):
-        sampler.split(model.edges)
-
-
 def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, steps_per_epoch: int,
                    seed: int, hooks: Hooks, progress: bool = True) -> tuple[TrainState, ShrinkState]:
     """Train ``model`` for ``steps`` optimizer steps with the shrink rounds and split of ``cfg`` (resuming from
@@ -203,7 +196,7 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
         saved = load_torch(ckpt, "run checkpoint", map_location=next(model.parameters()).device)
         if saved.get("split_step") is not None:
             model.split(saved["split_step"])
-            _split_sampler(sampler, model)
+            sampler.split(model.edges)
             opt, sched = make_optimizer(model, cfg.train, after_split)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -241,7 +234,7 @@ def train_supernet(cfg: Config, out: Path, model, sampler, batches, steps: int, 
         if isinstance(model, FewShotSupernet) and want_split and not model.is_split:
             parent = dict(model.nets[0].named_parameters())
             model.split(step)
-            _split_sampler(sampler, model)
+            sampler.split(model.edges)
             if fresh:
                 opt, sched = make_optimizer(model, cfg.train, after_split)
             else:

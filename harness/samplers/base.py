@@ -86,6 +86,10 @@ class Sampler:
     def _restricted(self) -> None:
         """Hook for strategies with memory: forget what is no longer in ``self.allowed``."""
 
+    def split(self, edges: Sequence[int]) -> None:
+        """The supernet was split into few-shot sub-supernets on ``edges`` (harness/phases.py). A strategy whose
+        path is one NB201 architecture needs nothing; one that draws per cell must make its cells agree there."""
+
     def plan(self, step: int, rng: random.Random) -> list[tuple[Arch, float]]:
         raise NotImplementedError
 
