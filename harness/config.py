@@ -78,6 +78,9 @@ class TrainSection:
     # zero_grad); "zero" = gradients zeroed in place (PyTorch 1.x's, NB201's era), so once an op has had a
     # gradient, momentum and weight decay move it every step
     unsampled_ops: str = "skip"
+    # how a step executes (not part of a run's identity): "eager" runs the plan's paths one by one through
+    # Supernet.forward; "batched" through harness/batched.py (several paths per pass on CUDA), the same math
+    engine: str = "eager"
 
 
 @dataclass
@@ -91,6 +94,10 @@ class EstimateSection:
     recalib_batches: int = 10  # training batches per architecture for bn_policy = "recalibrate"
     track_every: int = 0  # > 0: every this many training steps, score a probe set (tau vs training progress)
     track_archs: int = 50  # probe set: the first K of the estimated architectures
+    # how estimation executes (not part of a run's identity): "batched" scores arch_batch architectures per forward
+    # (harness/batched.py; 0 = 1 on CPU, 16 on CUDA), "eager" one at a time; the same numbers to float rounding
+    engine: str = "batched"
+    arch_batch: int = 0
 
 
 @dataclass
@@ -217,12 +224,14 @@ class Config:
 
 
 # keys that say how a run may execute, not what it computes: not part of its identity (config.toml, digests)
-EXECUTION_KEYS = (("run", "trust_pickle"), ("run", "threads"))
+EXECUTION_KEYS = (("run", "trust_pickle"), ("run", "threads"), ("estimate", "engine"), ("estimate", "arch_batch"),
+                  ("train", "engine"))
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
 ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
               ("split", "schedule"): "continue"}
 SPLIT_SCHEDULES = ("continue", "fresh")
+ENGINES = ("batched", "eager")  # harness/batched.py or one path at a time ([estimate] engine, [train] engine)
 # keys holding file paths: resolved against the config file's folder (overrides: the current directory)
 PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
 _SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
@@ -294,6 +303,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("estimate", "sample_size"): (1, None), ("estimate", "sample_seed"): (0, 2**32 - 1),
     ("estimate", "batch_size"): (1, None), ("estimate", "recalib_batches"): (0, None),
     ("estimate", "track_every"): (0, None), ("estimate", "track_archs"): (2, None),
+    ("estimate", "arch_batch"): (0, 4096),
     ("groundtruth", "epochs"): (1, None), ("metrics", "bootstrap"): (0, None),
 }
 
@@ -317,6 +327,9 @@ def _check_ranges(cfg: "Config") -> None:
         raise ConfigError(f"[metrics] bootstrap = {m.bootstrap}: use 0 (no confidence intervals) or >= 20 resamples")
     if not 0 < m.confidence < 1:
         raise ConfigError(f"[metrics] confidence = {m.confidence!r}: must lie strictly between 0 and 1 (e.g. 0.95)")
+    for section, key in (("estimate", "engine"), ("train", "engine")):
+        if getattr(getattr(cfg, section), key) not in ENGINES:
+            raise ConfigError(f"[{section}] {key} = {getattr(getattr(cfg, section), key)!r}; valid: {', '.join(ENGINES)}")
     if cfg.supernet.bn_policy == "recalibrate" and cfg.estimate.recalib_batches < 1:
         raise ConfigError("[estimate] recalib_batches must be >= 1 with [supernet] bn_policy = 'recalibrate'")
 

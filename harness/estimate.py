@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import batched
 from .space import Arch
 from .supernet import Supernet
 
@@ -51,13 +52,52 @@ def evaluate_arch(model: Supernet, arch: Arch, batches: Sequence[Batch]) -> torc
     return out
 
 
+ENGINES = ("batched", "eager")
+
+
+def default_arch_batch(device: torch.device) -> int:
+    """Architectures per batched forward when ``[estimate] arch_batch = 0``: measured on 2 CPU cores, one at a
+    time is fastest there (larger activations leave the cache; reports/perf/README.md); a GPU is launch-bound, so
+    many at once."""
+    return 16 if device.type == "cuda" else 1
+
+
+@torch.no_grad()
+def evaluate_paths(model: Supernet, archs: Sequence[Arch], batches: Sequence[Batch],
+                   calib_batches: Sequence[Batch] = ()) -> torch.Tensor:
+    """``(K, 3)`` rows of ``(correct, loss_sum, count)`` on the device for ``K`` architectures of one supernet,
+    scored in one architecture-batched forward per batch (:mod:`harness.batched`). Equal to :func:`evaluate_arch`
+    of each (after :func:`recalibrate_bn` when ``calib_batches`` are given), to float rounding."""
+    k = len(archs)
+    table = None
+    if calib_batches:
+        norm = batched.Norm("calibrate", k)
+        for x, _ in calib_batches:
+            batched.forward_paths(model, x, archs, norm)
+        table = norm.table
+    norm = batched.Norm("table" if table is not None else "eval", k, table)
+    out = torch.zeros(k, 3, device=batches[0][0].device)
+    for x, y in batches:
+        logits = batched.forward_paths(model, x, archs, norm)  # (B, K, classes)
+        yk = y[:, None].expand(-1, k)
+        out[:, 0] += (logits.argmax(2) == yk).sum(0)
+        out[:, 1] += F.cross_entropy(logits.permute(0, 2, 1), yk, reduction="none").sum(0)
+        out[:, 2] += y.numel()
+    return out
+
+
 def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequence[Batch],
                    calib_batches: Sequence[Batch] = (), flush_every: int = 64,
-                   on_flush: Callable[[list[dict]], None] | None = None, progress: bool = True) -> list[dict]:
+                   on_flush: Callable[[list[dict]], None] | None = None, progress: bool = True,
+                   engine: str = "batched", arch_batch: int = 0) -> list[dict]:
     """Accuracy (%) and mean loss of each architecture; ``on_flush`` receives finished rows in chunks.
 
-    Results stay on the device and are copied to the host once per ``flush_every`` architectures.
+    ``engine``: ``batched`` scores ``arch_batch`` architectures per forward (0: :func:`default_arch_batch`) with
+    :func:`evaluate_paths`; ``eager`` one at a time through ``Supernet.forward``, the reference it is tested
+    against; a model that is not made of :class:`Supernet` s is always scored eagerly. Results stay on the device and are copied to the host once per ``flush_every`` architectures.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown estimation engine {engine!r}; valid: {', '.join(ENGINES)}")
     if not eval_batches:
         raise ValueError("no evaluation batches: the held-out split is empty")
     recal = model.bn_policy == "recalibrate"
@@ -77,11 +117,34 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
         if on_flush is not None:
             on_flush(chunk)
 
-    for arch in tqdm(archs, desc="estimate", unit="arch", disable=not progress, leave=False):
-        if recal:
-            recalibrate_bn(model, arch, calib_batches)
-        pending.append((arch, evaluate_arch(model, arch, eval_batches)))
-        if len(pending) >= flush_every:
-            flush()
+    bar = tqdm(total=len(archs), desc="estimate", unit="arch", disable=not progress, leave=False)
+    if engine == "eager" or not batched.supports(model):  # other models: one at a time
+        for arch in archs:
+            if recal:
+                recalibrate_bn(model, arch, calib_batches)
+            pending.append((arch, evaluate_arch(model, arch, eval_batches)))
+            bar.update(1)
+            if len(pending) >= flush_every:
+                flush()
+    else:
+        k = arch_batch if arch_batch > 0 else default_arch_batch(eval_batches[0][0].device)
+        model.eval()
+        for start in range(0, len(archs), k):
+            chunk = archs[start:start + k]
+            owners: dict[int, list[int]] = {}  # few-shot: each sub-supernet scores its own architectures
+            for i, arch in enumerate(chunk):
+                owners.setdefault(model.partition(arch), []).append(i)
+            result: list = [None] * len(chunk)
+            for members in owners.values():
+                net = model.owner(chunk[members[0]])
+                stats = evaluate_paths(net, [chunk[i] for i in members], eval_batches, calib_batches if recal else ())
+                for i, row in zip(members, stats):
+                    result[i] = row
+            for arch, row in zip(chunk, result):
+                pending.append((arch, row))
+                if len(pending) >= flush_every:
+                    flush()
+            bar.update(len(chunk))
+    bar.close()
     flush()
     return rows

@@ -207,13 +207,18 @@ def _search_indices(valid: np.ndarray, estimation: np.ndarray, k: int, seed: int
     return _subset(rest, k, seed), False
 
 
+def _engine(cfg: Config) -> dict:
+    """How estimation executes ([estimate] engine and arch_batch)."""
+    return {"engine": cfg.estimate.engine, "arch_batch": cfg.estimate.arch_batch}
+
+
 def _tracker(cfg: Config, model: Supernet, data: Data, probe: list[Arch], truth: np.ndarray, steps: int):
     """``track(step)``: rank correlation of the probe architectures' inherited-weight accuracy at ``step``."""
     eval_batches = list(data.held_out.iter_fixed())
     calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
 
     def track(step: int) -> dict:
-        rows = estimate_archs(model, probe, eval_batches, calib, progress=False)
+        rows = estimate_archs(model, probe, eval_batches, calib, progress=False, **_engine(cfg))
         est = np.array([r["estimate"] for r in rows])
         return {"step": step, "progress": step / steps, "kendall_tau": kendall_tau(est, truth),
                 "spearman": spearman(est, truth), "n_archs": len(probe)}
@@ -243,7 +248,8 @@ def _monitor(cfg: Config, model: Supernet, data: Data, archs: list[Arch], truth:
     calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
 
     def evaluate(todo):
-        return [(r["loss"], r["estimate"]) for r in estimate_archs(model, todo, images, calib, progress=False)]
+        rows = estimate_archs(model, todo, images, calib, progress=False, **_engine(cfg))
+        return [(r["loss"], r["estimate"]) for r in rows]
 
     return ForgettingMonitor(evaluate, [archs[i] for i in chosen], truth[chosen], probe_every, decay_every,
                              f.decay_lags, steps)
@@ -306,7 +312,11 @@ def _scorer(cfg: Config, model, data: Data):
     """``evaluate(archs) -> [(loss, acc)]`` on the first ``[shrink] score_images`` held-out images."""
     images = _first_images(data.held_out.iter_fixed(), cfg.shrink.score_images)
     calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
-    return lambda todo: [(r["loss"], r["estimate"]) for r in estimate_archs(model, todo, images, calib, progress=False)]
+    def evaluate(todo):
+        rows = estimate_archs(model, todo, images, calib, progress=False, **_engine(cfg))
+        return [(r["loss"], r["estimate"]) for r in rows]
+
+    return evaluate
 
 
 def _forgetting_summary(cfg: Config, out: Path, steps: int) -> dict | None:
@@ -337,7 +347,7 @@ def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], prog
     start = time.perf_counter()
     eval_batches = list(data.held_out.iter_fixed())
     calib = list(data.train.iter_fixed(cfg.estimate.recalib_batches)) if model.bn_policy == "recalibrate" else []
-    estimate_archs(model, todo, eval_batches, calib, on_flush=flush, progress=progress)
+    estimate_archs(model, todo, eval_batches, calib, on_flush=flush, progress=progress, **_engine(cfg))
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(rows).set_index("arch").loc[[a.to_str() for a in archs]].reset_index()
     return frame, seconds

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import batched
 from . import progress as progress_report
 from .config import TrainSection
 from .samplers import Sampler
@@ -109,11 +110,74 @@ def make_optimizer(model: nn.Module, cfg: TrainSection, steps: int):
 
 
 def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Tensor, step: int,
-               rng: random.Random, opt: torch.optim.Optimizer, grad_clip: float) -> tuple[torch.Tensor, list[Arch]]:
+               rng: random.Random, opt: torch.optim.Optimizer, grad_clip: float,
+               engine: str = "eager") -> tuple[torch.Tensor, list[Arch]]:
     """One optimizer step over the sampler's plan; returns the weighted loss (a device scalar) and the
-    architectures trained (the plan's order: the strategy's current architecture first)."""
+    architectures trained (the plan's order: the strategy's current architecture first).
+
+    ``engine = "batched"`` runs the plan through :func:`batched_plan_losses` (several paths per pass on CUDA);
+    ``"eager"`` one path at a time through ``model(x, arch)``, the reference it is tested against.
+    """
     opt.zero_grad(set_to_none=True)
     plan = sampler.plan(step, rng)
+    if engine == "batched" and batched.supports(model):
+        losses = batched_plan_losses(model, plan, x, y)
+    else:
+        losses = _eager_plan_losses(model, plan, x, y)
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    archs = [a for a, _ in plan]
+    sampler.observe(step, archs, losses)
+    return sum(w * loss for (_, w), loss in zip(plan, losses)), archs
+
+
+def paths_per_pass(device: torch.device) -> int:
+    """Paths the batched step runs in one pass: on CPU one (measured fastest there: larger activations leave the
+    cache, reports/perf/README.md), on a launch-bound GPU all of a plan's paths at once."""
+    return 1 if device.type == "cpu" else 64
+
+
+def batched_plan_losses(model: nn.Module, plan, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """Forward and backward of every path of ``plan`` (``[(arch, weight)]``) through :mod:`harness.batched`;
+    the gradients, BN running statistics and per-path losses equal :func:`_eager_plan_losses`'s to float rounding.
+
+    The plan is cut into runs of consecutive paths with the same sub-supernet and the same gradient mode (weight 0:
+    evaluated only), so BN running statistics are updated in plan order. Parameters that only paths whose loss
+    does not depend on them touched keep no gradient, as in the eager step (:func:`harness.batched.live_parameters`).
+    """
+    params = [p for p in model.parameters()]
+    was_none = [p for p in params if p.grad is None]
+    live: set[int] = set()
+    losses: list[torch.Tensor | None] = [None] * len(plan)
+    per_pass = paths_per_pass(x.device)
+    runs: list[tuple[int, bool, list[int]]] = []
+    for i, (arch, weight) in enumerate(plan):
+        key = (model.partition(arch), weight != 0)
+        if runs and runs[-1][:2] == key and len(runs[-1][2]) < per_pass:
+            runs[-1][2].append(i)
+        else:
+            runs.append((*key, [i]))
+    for part, grad, members in runs:
+        net = model.subnets()[part]
+        paths = [plan[i][0] for i in members]
+        with torch.set_grad_enabled(grad):
+            logits = batched.forward_paths(net, x, paths, batched.Norm("train", len(paths)))
+            per_path = F.cross_entropy(logits.permute(0, 2, 1), y[:, None].expand(-1, len(paths)),
+                                       reduction="none").mean(0)
+        if grad:
+            weights = torch.tensor([float(plan[i][1]) for i in members], device=x.device, dtype=per_path.dtype)
+            (weights @ per_path).backward()
+            live |= batched.live_parameters(net, paths)
+        for i, loss in zip(members, per_path.detach()):
+            losses[i] = loss
+    for p in was_none:
+        if id(p) not in live:
+            p.grad = None
+    return losses
+
+
+def _eager_plan_losses(model: nn.Module, plan, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
     losses = []
     for arch, weight in plan:
         if weight == 0:  # evaluated only: no gradient (NSAS's official constraint_grad = false)
@@ -123,12 +187,7 @@ def train_step(model: nn.Module, sampler: Sampler, x: torch.Tensor, y: torch.Ten
             loss = F.cross_entropy(model(x, arch), y)
             (weight * loss).backward()  # gradients of the plan's paths accumulate into one step
         losses.append(loss.detach())
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    archs = [a for a, _ in plan]
-    sampler.observe(step, archs, losses)
-    return sum(w * loss for (_, w), loss in zip(plan, losses)), archs
+    return losses
 
 
 def train(model: nn.Module, sampler: Sampler, batches: Iterator, cfg: TrainSection, steps: int,
@@ -160,7 +219,7 @@ def _train(model, sampler, batches, cfg, steps, rng, opt, sched, state, checkpoi
         if sampler.differentiable:  # a bilevel step of its own (harness/samplers/differentiable.py)
             loss_t, archs = sampler.train_step(model, x, y, state.step, rng, opt, cfg.grad_clip)
         else:
-            loss_t, archs = train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip)
+            loss_t, archs = train_step(model, sampler, x, y, state.step, rng, opt, cfg.grad_clip, cfg.engine)
         running += loss_t
         sched.step()
         state.step += 1
