@@ -216,10 +216,10 @@ def test_fresh_schedule_is_the_official_few_shot_protocol_and_resumes(tmp_path, 
     lrs, fresh_state, paths = {}, {}, {}
     real = tm.train_step
 
-    def spy(model, sampler, x, y, step, rng, opt, grad_clip):
+    def spy(model, sampler, x, y, step, rng, opt, *rest):
         lrs[step] = opt.param_groups[0]["lr"]
         fresh_state.setdefault(step, len(opt.state))
-        loss, archs = real(model, sampler, x, y, step, rng, opt, grad_clip)
+        loss, archs = real(model, sampler, x, y, step, rng, opt, *rest)
         paths[step] = archs[0]
         return loss, archs
 
@@ -250,9 +250,9 @@ def test_continue_schedule_keeps_one_cosine_over_the_run(tmp_path, base, monkeyp
     lrs = {}
     real = tm.train_step
 
-    def spy(model, sampler, x, y, step, rng, opt, grad_clip):
+    def spy(model, sampler, x, y, step, rng, opt, *rest):
         lrs[step] = opt.param_groups[0]["lr"]
-        return real(model, sampler, x, y, step, rng, opt, grad_clip)
+        return real(model, sampler, x, y, step, rng, opt, *rest)
 
     monkeypatch.setattr(tm, "train_step", spy)
     run_experiment(cfg, tmp_path / "run", progress=False)
