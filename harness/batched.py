@@ -61,47 +61,61 @@ class Norm:
         self.mode, self.k = mode, k
         self.table = {} if table is None else table
 
-    def __call__(self, bn: nn.BatchNorm2d, x: torch.Tensor, groups: torch.Tensor | None, n: int) -> torch.Tensor:
-        """``x: (B * n, C, H, W)``, rows sample-major over ``n`` paths (``groups``: their indices, None = all K;
-        ``n = 1`` with groups None at the stem, shared by every path)."""
+    def __call__(self, bns: nn.BatchNorm2d | Sequence[nn.BatchNorm2d], x: torch.Tensor,
+                 groups: torch.Tensor | None, n: int) -> torch.Tensor:
+        """``x: (B * n, m * C, H, W)``, rows sample-major over ``n`` paths (``groups``: their indices, None = all K;
+        ``n = 1`` with groups None at the stem, shared by every path), channels the ``m`` BNs of ``bns`` side by
+        side (the outputs of one merged convolution; every BN normalises its own channels, as alone)."""
+        bns = [bns] if isinstance(bns, nn.BatchNorm2d) else list(bns)
+        bn, m = bns[0], len(bns)
         c = bn.num_features
-        weight = None if bn.weight is None else bn.weight.repeat(n)
-        bias = None if bn.bias is None else bn.bias.repeat(n)
+        weight = None if bn.weight is None else _cat([b.weight for b in bns])
+        bias = None if bn.bias is None else _cat([b.bias for b in bns])
         tracked = bn.track_running_stats and bn.running_mean is not None
         if self.mode == "eval" and tracked:  # per-sample: the shared running statistics
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+            return F.batch_norm(x, _cat([b.running_mean for b in bns]), _cat([b.running_var for b in bns]),
+                                weight, bias, False, 0.0, bn.eps)
         if n > 1:
-            x = x.contiguous()  # the (B, n * C, H, W) view needs NCHW memory
-        xv = x.view(x.shape[0] // n, n * c, *x.shape[2:]) if n > 1 else x
+            x = x.contiguous()  # the (B, n * m * C, H, W) view needs NCHW memory
+            weight = None if weight is None else weight.repeat(n)
+            bias = None if bias is None else bias.repeat(n)
+        xv = x.view(x.shape[0] // n, n * m * c, *x.shape[2:]) if n > 1 else x
         if not tracked or self.mode == "eval":
             return F.batch_norm(xv, None, None, weight, bias, True, 0.0, bn.eps).view_as(x)
         if self.mode == "table":
-            mean, var, count = self.table[bn]
             idx = slice(None) if groups is None else groups
-            rm, rv = (mean[idx] / count).reshape(-1), (var[idx] / count).reshape(-1)
+            rm = torch.stack([self.table[b][0][idx] / self.table[b][2] for b in bns], 1)  # (paths, m, C)
+            rv = torch.stack([self.table[b][1][idx] / self.table[b][2] for b in bns], 1)
             if groups is None and n == 1:  # the stem: every path has the same statistics
-                rm, rv = rm[:c], rv[:c]
-            return F.batch_norm(xv, rm, rv, weight, bias, False, 0.0, bn.eps).view_as(x)
+                rm, rv = rm[:1], rv[:1]
+            return F.batch_norm(xv, rm.reshape(-1), rv.reshape(-1), weight, bias, False, 0.0,
+                                bn.eps).view_as(x)
         # calibrate / train: batch statistics per path; momentum 1 makes the buffers the batch mean and
         # the unbiased batch variance (what a running-statistics update uses)
-        bm = torch.zeros(n * c, dtype=x.dtype, device=x.device)
-        bv = torch.ones(n * c, dtype=x.dtype, device=x.device)
+        bm = torch.zeros(n * m * c, dtype=x.dtype, device=x.device)
+        bv = torch.ones(n * m * c, dtype=x.dtype, device=x.device)
         out = F.batch_norm(xv, bm, bv, weight, bias, True, 1.0, bn.eps).view_as(x)
-        bm, bv = bm.view(n, c), bv.view(n, c)
+        bm, bv = bm.view(n, m, c), bv.view(n, m, c)
         rows = torch.arange(self.k, device=x.device) if groups is None else groups
-        if groups is None and n == 1:  # the stem: the same statistics for every path
-            bm, bv = bm.expand(self.k, c), bv.expand(self.k, c)
-        if self.mode == "calibrate":
-            entry = self.table.get(bn)
-            if entry is None:
-                entry = self.table[bn] = [torch.zeros(self.k, c, dtype=x.dtype, device=x.device),
-                                          torch.zeros(self.k, c, dtype=x.dtype, device=x.device), 0]
-            entry[0].index_add_(0, rows, bm)
-            entry[1].index_add_(0, rows, bv)
-            entry[2] += 1  # a module runs once per forward, so this counts calibration batches
-        else:
-            _ema(bn, bm, bv)
+        for j, b in enumerate(bns):
+            mean, var = bm[:, j], bv[:, j]
+            if groups is None and n == 1:  # the stem: the same statistics for every path
+                mean, var = mean.expand(self.k, c), var.expand(self.k, c)
+            if self.mode == "calibrate":
+                entry = self.table.get(b)
+                if entry is None:
+                    entry = self.table[b] = [torch.zeros(self.k, c, dtype=x.dtype, device=x.device),
+                                             torch.zeros(self.k, c, dtype=x.dtype, device=x.device), 0]
+                entry[0].index_add_(0, rows, mean)
+                entry[1].index_add_(0, rows, var)
+                entry[2] += 1  # a module runs once per forward, so this counts calibration batches
+            else:
+                _ema(b, mean, var)
         return out
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
 def _ema(bn: nn.BatchNorm2d, means: torch.Tensor, variances: torch.Tensor) -> None:
@@ -117,13 +131,16 @@ def _ema(bn: nn.BatchNorm2d, means: torch.Tensor, variances: torch.Tensor) -> No
         bn.num_batches_tracked.add_(n)
 
 
-def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``; on CPU in channels-last memory, where oneDNN's NCHW kernels for these small channel counts are
-    several times slower (a 1x1 conv up to 25x). The output stays channels-last (a per-path BN over several
-    paths makes it contiguous again, see :class:`Norm`)."""
-    if x.device.type != "cpu":
+def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(x)``, or with ``weight`` in place of ``conv.weight`` (the weights of several like convolutions
+    stacked along the output channels); on CPU in channels-last memory, where oneDNN's NCHW kernels for these
+    small channel counts are several times slower (a 1x1 conv up to 25x). The output stays channels-last (a
+    per-path BN over several paths makes it contiguous again, see :class:`Norm`)."""
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if weight is None:
         return conv(x)
-    return conv(x.contiguous(memory_format=torch.channels_last))
+    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 _INV_COUNTS: dict = {}
@@ -149,53 +166,82 @@ def _rcb(block: ReLUConvBN, x: torch.Tensor, groups, n: int, norm: Norm) -> torc
 
 
 def _cell(cell: SearchCell, x: torch.Tensor, archs: Sequence[Arch], norm: Norm) -> torch.Tensor:
-    """``x: (B, K, C, H, W)`` -> the cell's output under each path, same shape."""
+    """``x: (B, K, C, H, W)`` -> the cell's output under each path, same shape.
+
+    Nodes are expanded source by source. Out of one source node, the ReLU runs once, the convolutions of one kernel
+    size that serve the same paths run as one convolution over their stacked weights (with their BNs side by
+    side), and a pooling that feeds several nodes runs once. Each destination node sums its inputs in the single
+    path's order (by source). Outside training, an op whose output cannot reach the cell output is not run."""
     b, k = x.shape[:2]
     tail = x.shape[2:]
+    c = tail[0]
     nodes: list[torch.Tensor | None] = [x] + [None] * (NUM_NODES - 1)
     written = [[True] * k] + [[False] * k for _ in range(NUM_NODES - 1)]  # node holds a value for path g
     owned = [False] * NUM_NODES  # the node's tensor was allocated here (so it may be updated in place)
     grad = torch.is_grad_enabled()
-    for e, (src, dst) in enumerate(EDGES):
-        by_op: dict[int, list[int]] = {}
-        for g, arch in enumerate(archs):
-            op = arch[e]
-            if op == _NONE or not written[src][g] and (op not in PARAMETRIC_OPS or cell.zero_is_absorbing):
-                continue  # the single path skips it too
-            by_op.setdefault(op, []).append(g)
-        for op, members in by_op.items():
-            full = len(members) == k
-            idx = None if full else torch.tensor(members, device=x.device)
-            inp = nodes[src] if nodes[src] is not None else x.new_zeros(x.shape)
-            if not full:
-                inp = inp.index_select(1, idx)
-            n = len(members)
-            if op == _SKIP:
-                out = inp
-            else:
-                flat = inp.reshape(b * n, *tail)
+    # training must run dead ops too: their BN running statistics move in the single-path step
+    reach = None if norm.mode == "train" else [_reaches_output(a) for a in archs]
+    for src in range(NUM_NODES - 1):
+        # (kind, members) -> the (destination, module) pairs it serves; kind: ("conv", kernel) or (op,)
+        groups: dict[tuple, list[tuple[int, nn.Module]]] = {}
+        for e, (s, dst) in enumerate(EDGES):
+            if s != src:
+                continue
+            by_op: dict[int, list[int]] = {}
+            for g, arch in enumerate(archs):
+                op = arch[e]
+                if op == _NONE or reach is not None and not reach[g][dst]:
+                    continue
+                if not written[src][g] and (op not in PARAMETRIC_OPS or cell.zero_is_absorbing):
+                    continue  # the single path skips it too
+                by_op.setdefault(op, []).append(g)
+            for op, members in by_op.items():
                 module = cell.edges[e][op]
                 if isinstance(module, ReLUConvBN):
-                    out = _rcb(module, flat, idx, n, norm)
-                elif isinstance(module, nn.AvgPool2d):
-                    out = _avg_pool(flat)
+                    kind = ("conv", module[1].kernel_size)
+                elif op == _SKIP or isinstance(module, nn.AvgPool2d):
+                    kind = (op,)
                 else:
                     raise TypeError(f"no batched rule for {type(module).__name__}")
-                out = out.view(b, n, *tail)
-            if full:
-                if nodes[dst] is None:
-                    nodes[dst] = out  # may alias another node (skip_connect): never updated in place
-                else:
-                    nodes[dst], owned[dst] = nodes[dst] + out, True
+                groups.setdefault(kind + (tuple(members),), []).append((dst, module))
+        if not groups:
+            continue
+        value = nodes[src] if nodes[src] is not None else x.new_zeros(x.shape)
+        relu = None
+        for key, targets in groups.items():
+            members = key[-1]
+            n = len(members)
+            full = n == k
+            idx = None if full else torch.tensor(members, device=x.device)
+            if key[0] == "conv":
+                relu = F.relu(value) if relu is None else relu
+                flat = (relu if full else relu.index_select(1, idx)).reshape(b * n, *tail)
+                blocks = [module for _, module in targets]
+                weight = _cat([block[1].weight for block in blocks])
+                out = norm([block[2] for block in blocks], _conv(blocks[0][1], flat, weight), idx, n)
+                out = out.view(b, n, len(blocks) * c, *tail[1:])
+                pieces = [out[:, :, j * c:(j + 1) * c] for j in range(len(blocks))]
             else:
-                if nodes[dst] is None:
-                    nodes[dst], owned[dst] = x.new_zeros(x.shape), True
-                if grad or not owned[dst]:
-                    nodes[dst], owned[dst] = nodes[dst].index_add(1, idx, out), True
+                inp = value if full else value.index_select(1, idx)
+                piece = inp if key[0] == _SKIP else _avg_pool(inp.reshape(b * n, *tail)).view(b, n, *tail)
+                pieces = [piece] * len(targets)
+            for (dst, _), out in zip(targets, pieces):
+                if full:
+                    if nodes[dst] is None:
+                        nodes[dst] = out  # may alias another node or tensor: never updated in place
+                    elif owned[dst] and not grad:
+                        nodes[dst].add_(out)
+                    else:
+                        nodes[dst], owned[dst] = nodes[dst] + out, True
                 else:
-                    nodes[dst].index_add_(1, idx, out)
-            for g in members:
-                written[dst][g] = True
+                    if nodes[dst] is None:
+                        nodes[dst], owned[dst] = x.new_zeros(x.shape), True
+                    if grad or not owned[dst]:
+                        nodes[dst], owned[dst] = nodes[dst].index_add(1, idx, out), True
+                    else:
+                        nodes[dst].index_add_(1, idx, out)
+                for g in members:
+                    written[dst][g] = True
     return nodes[-1] if nodes[-1] is not None else x.new_zeros(x.shape)
 
 
