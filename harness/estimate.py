@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batched
-from .space import Arch
+from .space import Arch, CellPath
 from .supernet import Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -55,11 +55,16 @@ def evaluate_arch(model: Supernet, arch: Arch, batches: Sequence[Batch]) -> torc
 ENGINES = ("batched", "eager")
 
 
+def _first_cell(arch) -> tuple:
+    """The op tuple of the first search cell an architecture (or per-cell path) runs."""
+    return tuple(arch[0]) if isinstance(arch, CellPath) else tuple(arch)
+
+
 def default_arch_batch(device: torch.device) -> int:
-    """Architectures per batched forward when ``[estimate] arch_batch = 0``: measured on 2 CPU cores, one at a
-    time is fastest there (larger activations leave the cache; reports/perf/README.md); a GPU is launch-bound, so
-    many at once."""
-    return 16 if device.type == "cuda" else 1
+    """Architectures per batched forward when ``[estimate] arch_batch = 0``. On CPU, 32: the chunk shares the
+    stem and the first cell's common nodes, and the rest runs one distinct value at a time (measured on 2 cores,
+    64 is slower again: reports/perf/README.md); a GPU is launch-bound, so 16 at once all the way."""
+    return 16 if device.type == "cuda" else 32
 
 
 @torch.no_grad()
@@ -93,7 +98,8 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
     """Accuracy (%) and mean loss of each architecture; ``on_flush`` receives finished rows in chunks.
 
     ``engine``: ``batched`` scores ``arch_batch`` architectures per forward (0: :func:`default_arch_batch`) with
-    :func:`evaluate_paths`; ``eager`` one at a time through ``Supernet.forward``, the reference it is tested
+    :func:`evaluate_paths`, batching architectures in the order of their first-cell ops so that a batch shares as
+    much of the first cell as it can (``on_flush`` chunks follow that order; the returned rows follow ``archs``); ``eager`` one at a time through ``Supernet.forward``, the reference it is tested
     against; a model that is not made of :class:`Supernet` s is always scored eagerly. Results stay on the device and are copied to the host once per ``flush_every`` architectures.
     """
     if engine not in ENGINES:
@@ -129,22 +135,29 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
     else:
         k = arch_batch if arch_batch > 0 else default_arch_batch(eval_batches[0][0].device)
         model.eval()
-        for start in range(0, len(archs), k):
-            chunk = archs[start:start + k]
+        # architectures that agree on the first cell's first edges share those nodes in a batched forward, so they
+        # are batched together: in the order of their first-cell op tuples (rows come back in the given order)
+        order = sorted(range(len(archs)), key=lambda i: _first_cell(archs[i]))
+        result: list = [None] * len(archs)
+        for start in range(0, len(order), k):
+            chunk = order[start:start + k]
             owners: dict[int, list[int]] = {}  # few-shot: each sub-supernet scores its own architectures
-            for i, arch in enumerate(chunk):
-                owners.setdefault(model.partition(arch), []).append(i)
-            result: list = [None] * len(chunk)
+            for i in chunk:
+                owners.setdefault(model.partition(archs[i]), []).append(i)
             for members in owners.values():
-                net = model.owner(chunk[members[0]])
-                stats = evaluate_paths(net, [chunk[i] for i in members], eval_batches, calib_batches if recal else ())
+                net = model.owner(archs[members[0]])
+                stats = evaluate_paths(net, [archs[i] for i in members], eval_batches, calib_batches if recal else ())
                 for i, row in zip(members, stats):
                     result[i] = row
-            for arch, row in zip(chunk, result):
-                pending.append((arch, row))
-                if len(pending) >= flush_every:
-                    flush()
+            pending.extend((archs[i], result[i]) for i in chunk)
+            if len(pending) >= flush_every:  # whole chunks only: a resumed call then batches the rest as this one
+                flush()                      # would have, so its numbers are the same to the last bit
             bar.update(len(chunk))
+        flush()
+        position = {}
+        for at, i in enumerate(order):
+            position[i] = at
+        rows[:] = [rows[position[i]] for i in range(len(archs))]
     bar.close()
     flush()
     return rows

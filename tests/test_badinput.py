@@ -252,6 +252,7 @@ def test_kill_during_estimation_resumes_to_identical_metrics(project, tmp_path, 
     import harness.runner as runner_mod
 
     cfg = load_config(project / "run.toml")
+    cfg.estimate.arch_batch = 2  # chunks of 2 architectures: the kill comes after the first of several
     run_experiment(cfg, tmp_path / "whole", progress=False)
     real, calls = runner_mod.estimate_archs, []
 

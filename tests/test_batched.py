@@ -87,6 +87,63 @@ def test_recalibrated_logits_equal_one_path_at_a_time(device):
     close(got, torch.stack(want, 1))
 
 
+def prefix_sharing_archs() -> list[Arch]:
+    """Architectures that agree on the first cell's first edges (so batched estimation shares those nodes), with a
+    duplicate, a pair that differs only on a dead edge, and a disconnected one."""
+    rng = random.Random(3)
+    out = [Arch((3, 2, 1) + tuple(rng.randrange(5) for _ in range(3))) for _ in range(5)]
+    out += [Arch((3, 3, 4) + tuple(rng.randrange(5) for _ in range(3))) for _ in range(3)]
+    out += [out[0], Arch.from_str(SPECIAL[2]), Arch((3, 1, 0, 0, 0, 0)), Arch((3, 2, 0, 0, 0, 0)), Arch((0,) * 6)]
+    return out
+
+
+def conv_rows(monkeypatch) -> list[int]:
+    """Counts the image rows every batched convolution runs on."""
+    rows, real = [], batched._conv
+    monkeypatch.setattr(batched, "_conv", lambda conv, x, weight=None: rows.append(x.shape[0]) or real(conv, x, weight))
+    return rows
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("policy,affine", [("batch", False), ("batch", True), ("track", False), ("recalibrate", False)])
+@pytest.mark.parametrize("split", [False, True])
+def test_shared_prefixes_run_once_and_equal_one_path_at_a_time(device, policy, affine, split, monkeypatch):
+    """Paths that agree on the first cell's first edges share those nodes' values (an op runs once per distinct
+    input), per-cell paths included, for every BN mode; the logits equal the single paths', and fewer image rows
+    go through convolutions than running the paths one by one."""
+    m = model(policy, device, affine, N=2)
+    plain = prefix_sharing_archs()
+    paths = plain + [CellPath(tuple(plain[i] if j == 0 else plain[-1 - i] for j in range(6))) for i in range(3)]
+    calib = [(torch.randn(48, 3, 16, 16, device=device), None) for _ in range(2)]
+    x = torch.randn(48, 3, 16, 16, device=device)
+    want = []
+    for a in paths:
+        ref = copy.deepcopy(m)
+        if policy == "recalibrate":
+            recalibrate_bn(ref, a, calib)
+        with torch.no_grad():
+            want.append(ref.eval()(x, a))
+    m.eval()
+
+    def run(group):
+        with torch.no_grad():
+            if policy != "recalibrate":
+                return batched.forward_paths(m, x, group, batched.Norm("eval", len(group)), split=split)
+            norm = batched.Norm("calibrate", len(group))
+            for c, _ in calib:
+                batched.forward_paths(m, c, group, norm, split=split)
+            return batched.forward_paths(m, x, group, batched.Norm("table", len(group), norm.table), split=split)
+
+    rows = conv_rows(monkeypatch)
+    got = run(paths)
+    together = sum(rows)
+    rows.clear()
+    for a in paths:
+        run([a])
+    assert together < 0.9 * sum(rows)  # only the first of the six cells has shared inputs (81% here)
+    close(got, torch.stack(want, 1))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("policy", BN_POLICIES)
 def test_estimation_engines_agree(device, policy):

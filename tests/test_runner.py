@@ -84,6 +84,7 @@ def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monk
 def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, monkeypatch):
     out = tmp_path / "run"
     config.forgetting.probes = config.forgetting.decay_tracers = 0  # only estimation calls estimate_archs
+    config.estimate.arch_batch = 2  # a flush comes after a whole chunk: chunks of 2, so the crash leaves 4 to do
     real = runner_mod.estimate_archs
     seen = []
 
