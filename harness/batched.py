@@ -317,7 +317,7 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
             else:
                 raise TypeError(f"no batched rule for {type(module).__name__}")
             units = tuple(sorted({unit_of[g] for g in us}))
-            groups.setdefault(kind + (units,), []).append((e, op, module))
+            groups.setdefault((kind, units), []).append((e, op, module))
         if split and cpu:
             # a channel slice of a merged convolution's output is not dense: every op on it takes a slow path
             vals[src] = [v.contiguous(memory_format=torch.channels_last) for v in vals[src]]
@@ -325,10 +325,10 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
             nodes[src] = nodes[src][:, 0].contiguous(memory_format=torch.channels_last).unsqueeze(1)
         relued = None
         for key, targets in groups.items():
-            units = list(key[-1])
+            kind, units = key[0], list(key[1])
             n = len(units)
             position = {u: i for i, u in enumerate(units)}
-            if key[0] == "conv":
+            if kind[0] == "conv":
                 if relued is None:
                     relued = [F.relu(v) for v in vals[src]] if split else F.relu(nodes[src])
                 flat = select(units, True).reshape(b * n, *tail)
@@ -347,7 +347,7 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
                 outs = [out[:, :, j * c:(j + 1) * c] for j in range(len(blocks))]
             else:
                 inp = select(units, False)
-                piece = inp if key[0] == _SKIP else _avg_pool(inp.reshape(b * n, *tail)).view(b, n, *tail)
+                piece = inp if kind[0] == _SKIP else _avg_pool(inp.reshape(b * n, *tail)).view(b, n, *tail)
                 outs = [piece] * len(targets)
             for (e, op, _), out in zip(targets, outs):
                 pieces[e, op] = (out, position)
