@@ -196,6 +196,8 @@ class Config:
     groundtruth: GroundTruthSection = field(default_factory=GroundTruthSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
+    # what scores the architectures (harness/estimators): "supernet" trains one; any other skips training
+    estimator: dict = field(default_factory=lambda: {"name": "supernet"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -210,6 +212,8 @@ class Config:
         data = self.to_dict()
         for section, key in EXECUTION_KEYS:
             data[section].pop(key)
+        if data["estimator"] == {"name": "supernet"}:  # added after runs and baselines were recorded
+            data.pop("estimator")
         if root is not None:
             for section, key in PATH_KEYS:
                 data[section][key] = _relative_to(data[section][key], Path(root).resolve())
@@ -387,23 +391,36 @@ def _build_section(name: str, values: dict) -> Any:
     return cls(**kwargs)
 
 
+def _plugin(section: str, registry, options: dict, default: str) -> tuple[str, type, dict]:
+    """``[section]``'s ``name`` (looked up in ``registry``) and the rest of its keys."""
+    options = dict(options)
+    name = options.pop("name", default)
+    if not isinstance(name, str):
+        raise ConfigError(f"[{section}] name = {name!r}: expected a string; valid: {', '.join(registry.names())}")
+    try:
+        return name, registry.get(name), options
+    except KeyError as exc:
+        raise ConfigError(f"[{section}] name: {exc.args[0]}") from None
+
+
 def _validate_sampler(options: dict) -> dict:
     from .samplers import SAMPLERS
 
-    options = dict(options)
-    name = options.pop("name", "uniform")
-    if not isinstance(name, str):
-        raise ConfigError(f"[sampler] name = {name!r}: expected a string; valid: {', '.join(SAMPLERS.names())}")
-    try:
-        cls = SAMPLERS.get(name)
-    except KeyError as exc:
-        raise ConfigError(f"[sampler] name: {exc.args[0]}") from None
+    name, cls, options = _plugin("sampler", SAMPLERS, options, "uniform")
     if "allowed" in options:  # the shrinkers' narrowed space, set by the harness, never by a config
         raise ConfigError("[sampler] allowed is set by search-space shrinking ([shrink]), not by the config")
     if "cells" in options and getattr(cls, "needs_cells", False):
         raise ConfigError(f"[sampler] cells is set by the harness ({name!r} draws one architecture per search cell: "
                           "3 x [supernet] N), not by the config")
     _check_options(f"[sampler] for sampler {name!r}", cls, options, internal=("allowed", "cells"))
+    return {"name": name, **options}
+
+
+def _validate_estimator(options: dict) -> dict:
+    from .estimators import ESTIMATORS
+
+    name, cls, options = _plugin("estimator", ESTIMATORS, options, "supernet")
+    _check_options(f"[estimator] for estimator {name!r}", cls, options)
     return {"name": name, **options}
 
 
@@ -490,6 +507,7 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"[forgetting] decay_lags = {f.decay_lags!r}: expected a list of positive step counts")
     _validate_shrink(cfg.shrink, cfg.split)
     cfg.sampler = _validate_sampler(cfg.sampler)
+    cfg.estimator = _validate_estimator(cfg.estimator)
     _validate_pairing(cfg)
     _validate_search(cfg)
     return cfg
@@ -536,13 +554,13 @@ def differentiable_samplers() -> list[str]:
 def from_dict(data: dict) -> Config:
     kwargs = {}
     for name, values in data.items():
-        if name == "sampler":
+        if name in ("sampler", "estimator"):
             if not isinstance(values, dict):
-                raise ConfigError("[sampler] must be a table")
-            kwargs["sampler"] = dict(values)
+                raise ConfigError(f"[{name}] must be a table")
+            kwargs[name] = dict(values)
             continue
         if name not in SECTIONS:
-            raise _unknown("config section", name, list(SECTIONS) + ["sampler"])
+            raise _unknown("config section", name, list(SECTIONS) + ["sampler", "estimator"])
         if not isinstance(values, dict):
             raise ConfigError(f"[{name}] must be a table, got {values!r}")
         kwargs[name] = _build_section(name, values)

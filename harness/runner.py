@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import progress as progress_report
 from . import __version__
 from .config import Config, ConfigError, differing_keys, tomllib
 from .data import DeviceBatches, load_dataset, nb201_split, normalization
 from .estimate import estimate_archs
+from .estimators import ESTIMATORS, Context
 from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
 from .fewshot import FewShotSupernet
 from .groundtruth import GTQuery, load_ground_truth
@@ -353,6 +355,102 @@ def _estimate(cfg: Config, out: Path, model, data: Data, archs: list[Arch], prog
     return frame, seconds
 
 
+def make_estimator(cfg: Config):
+    options = dict(cfg.estimator)
+    return ESTIMATORS.get(options.pop("name"))(**options)
+
+
+def _proxy_images(train: DeviceBatches, batch_size: int, batches: int, seed: int) -> list:
+    """``batches`` batches of ``batch_size`` un-augmented training images, a seeded draw from the training split
+    (the same for every architecture of the run)."""
+    n = train.n
+    if n < batch_size * batches:
+        raise ConfigError(f"[estimator] batch_size = {batch_size} needs {batch_size * batches} training images; the "
+                          f"training split has {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:batch_size * batches].to(train.device)
+    x, y = train.images[order], train.labels[order]
+    return [(x[i:i + batch_size].contiguous(), y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+
+
+def _score_archs(est, name: str, ctx: Context, out: Path, archs: list[Arch], progress: bool,
+                 flush_every: int = 16) -> pd.DataFrame:
+    """Scores of ``archs`` (resumable: finished rows are kept in estimates.partial.csv), with the seconds each
+    took; progress with an ETA."""
+    partial = out / "estimates.partial.csv"
+    done = pd.read_csv(partial) if partial.exists() else None
+    rows = [] if done is None else done.to_dict("records")
+    finished = {r["arch"] for r in rows}
+    todo = [a for a in archs if a.to_str() not in finished]
+    progress_report.begin("estimate", len(archs), len(rows))
+    bar = tqdm(total=len(archs), initial=len(rows), desc=name, unit="arch", disable=not progress,
+               leave=False)
+    for start in range(0, len(todo), flush_every):
+        chunk = todo[start:start + flush_every]
+        t0 = time.perf_counter()
+        scores = est.score(chunk, ctx)
+        per_arch = (time.perf_counter() - t0) / len(chunk)
+        for a, sc in zip(chunk, scores):
+            row = dict(sc) if isinstance(sc, dict) else {"estimate": sc}
+            rows.append({"arch": a.to_str(), **row, "seconds": per_arch})
+        write_csv(partial, pd.DataFrame(rows))
+        progress_report.advance(len(rows))
+        bar.update(len(chunk))
+    bar.close()
+    frame = pd.DataFrame(rows).set_index("arch").loc[[a.to_str() for a in archs]].reset_index()
+    if hasattr(est, "combine"):
+        frame.insert(1, "estimate", est.combine(frame))
+    return frame
+
+
+def _run_estimator(cfg: Config, out: Path, status: str, device: torch.device, gt, query, archs: list[Arch],
+                   truth: np.ndarray, progress: bool) -> dict:
+    """A run whose estimator needs no supernet (``[estimator] name``): score the architectures, query the ground
+    truth, write estimates.csv and metrics.json as a supernet run does."""
+    est = make_estimator(cfg)
+    seed = cfg.run.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    images, split_info, resolution = [], None, cfg.data.resolution or 32
+    if est.needs_data:
+        data = build_data(cfg, device, seed)
+        images = _proxy_images(data.train, est.batch_size, est.batches, seed)
+        split_info, resolution = data.split_info, data.split_info["resolution"]
+    create_run_dir(out, cfg, status)
+    if split_info is not None:
+        write_json(out / "split.json", split_info)
+    ctx = Context(C=cfg.supernet.C, N=cfg.supernet.N, num_classes=cfg.supernet.num_classes, resolution=resolution,
+                  device=device, seed=seed, gt=gt, query=query, images=images)
+    frame = _score_archs(est, cfg.estimator["name"], ctx, out, archs, progress)
+    frame["ground_truth"] = truth
+    frame["nb201_index"] = [gt.nb201_index(a) for a in archs]
+    write_csv(out / "estimates.csv", frame)
+    score = frame["estimate"].to_numpy(dtype=float)
+    undefined = ~np.isfinite(score)
+    ranked = score.copy()
+    if undefined.any():  # ranked last, tied
+        ranked[undefined] = (np.nanmin(score[~undefined]) - 1.0) if (~undefined).any() else 0.0
+    seconds = float(frame["seconds"].sum())
+    name = cfg.estimator["name"]
+    metrics = {
+        "strategy": name,
+        "ranking": ranking_report(ranked, truth, cfg.metrics.bootstrap, cfg.metrics.confidence, seed),
+        "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,
+                         "metric": query.metric, "epochs": query.epochs, "seeds": query.seeds},
+        "estimator": {"name": name, "options": est.options(), "needs_data": est.needs_data, "seed": seed,
+                      "device": str(device), "seconds": seconds, "seconds_per_arch": seconds / max(len(archs), 1),
+                      "undefined": int(undefined.sum()),
+                      "network": {"C": ctx.C, "N": ctx.N, "num_classes": ctx.num_classes, "resolution": resolution}},
+        "estimate": {"n_archs": len(archs), "seconds": seconds, "archs_per_second": len(archs) / max(seconds, 1e-9),
+                     "mean_estimate": float(np.nanmean(score)) if (~undefined).any() else None},
+        "split": split_info,
+        "environment": environment(device, seed),
+    }
+    write_json(out / "metrics.json", metrics)
+    (out / "estimates.partial.csv").unlink(missing_ok=True)
+    return metrics
+
+
 def strategy_label(cfg: Config) -> str:
     """The name a run is compared under: the sampler, plus the shrinking rule and ``few-shot`` when used. A round
     after training (``at_end``, ABS's regime) adds ``-at-end`` to the rule, and the official few-shot schedule
@@ -441,6 +539,8 @@ def _run_experiment(cfg: Config, out: Path, progress: bool) -> dict:
     archs = select_archs(cfg, gt)
     truth = gt.query_many(archs, query)  # fails now, not after training, if an arch is missing
     status = check_run_dir(out, cfg)  # refuses a finished or different run before the data is loaded
+    if not ESTIMATORS.get(cfg.estimator["name"]).trains:
+        return _run_estimator(cfg, out, status, device, gt, query, archs, np.asarray(truth, dtype=float), progress)
     seed = cfg.run.seed
     random.seed(seed)
     np.random.seed(seed)
