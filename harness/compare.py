@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from . import forgetting, plots
 from .io import atomic_write, write_csv, write_text
+from .metrics import kendall_tau
 
 try:
     import tomllib
@@ -43,6 +44,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "derived_acc": ("alpha", ("derived", "ground_truth")),
     "parameter_free": ("alpha", ("derived", "parameter_free_fraction")),
     "sharpness_last": ("alpha", ("sharpness", "last")),
+    "seconds_per_arch": ("cost", ("seconds_per_arch",)),
 }
 SHRINK_LOG_COLUMNS = ("round", "epoch", "edge", "op", "score", "removed")
 GROUP = ["strategy", "dataset", "query"]
@@ -74,6 +76,7 @@ class RunRecord:
     alpha_log: pd.DataFrame | None = field(default=None, repr=False)  # alpha.csv
     sharpness: pd.DataFrame | None = field(default=None, repr=False)  # sharpness.csv
     confidence: float = 0.95  # of the bootstrap CIs, from config.toml [metrics]
+    cost: dict | None = field(default=None, repr=False)  # {"seconds_per_arch": ...}: see _cost
 
     @property
     def name(self) -> str:
@@ -143,6 +146,18 @@ def _confidence(run_dir: Path) -> float:
         raise CompareError(f"{path} is not a valid config ({exc})") from exc
 
 
+def _cost(metrics: dict) -> dict | None:
+    """Seconds per architecture of the run's estimator: an estimator run's own figure; for a supernet, its
+    training plus estimation seconds over the architectures it estimated (the whole cost of its ranking)."""
+    est = metrics.get("estimator") or {}
+    if "seconds_per_arch" in est:
+        return {"seconds_per_arch": est["seconds_per_arch"]}
+    train, estimate = metrics.get("train") or {}, metrics.get("estimate") or {}
+    if "seconds" in train and "seconds" in estimate and estimate.get("n_archs"):
+        return {"seconds_per_arch": (train["seconds"] + estimate["seconds"]) / estimate["n_archs"]}
+    return None
+
+
 def load_run(path: str | Path) -> RunRecord:
     """Read a finished run directory (metrics.json, estimates.csv, config.toml; optional progress.csv,
     probes.csv and decay.csv)."""
@@ -170,7 +185,7 @@ def load_run(path: str | Path) -> RunRecord:
         forgetting=metrics.get("forgetting"), shrink=metrics.get("shrink"),
         shrink_log=_read_csv(path / "shrink.csv", SHRINK_LOG_COLUMNS, required=False), confidence=_confidence(path),
         alpha=metrics.get("alpha"), alpha_log=_read_csv(path / "alpha.csv", ("epoch", "parameter_free"), False),
-        sharpness=_read_csv(path / "sharpness.csv", ("epoch", "eigenvalue"), required=False))
+        sharpness=_read_csv(path / "sharpness.csv", ("epoch", "eigenvalue"), required=False), cost=_cost(metrics))
 
 
 # ---------------------------------------------------------------- tables
@@ -381,11 +396,30 @@ def figures(records: list[RunRecord]) -> dict[str, Figure]:
         figs["shrink_alive"] = plots.alive_ops_grid(logs)
         figs["shrink_scores"] = plots.op_score_trajectories(logs)
         figs["shrink_retention"] = plots.retention_bars(strategy_table(records))
+    table = strategy_table(records)
+    if "seconds_per_arch" in table.columns and table["seconds_per_arch"].notna().sum() >= 2:
+        figs["tau_vs_cost"] = plots.tau_vs_cost(table)
+    if len(_by_strategy(records)) >= 2:
+        figs["rank_agreement"] = plots.rank_agreement(agreement_matrix(records))
     searched = {label: [{"alpha": r.alpha_log, "sharpness": r.sharpness} for r in runs]
                 for label, runs in _by_strategy(records).items() if runs[0].alpha_log is not None}
     if searched:
         figs["alpha_search"] = plots.alpha_curves(searched, styles)
     return figs
+
+
+def agreement_matrix(records: list[RunRecord]) -> pd.DataFrame:
+    """Kendall tau between the estimates of every two strategies (each one's lowest-seed run) over the
+    architectures both scored: how much two estimators agree with each other, not with the ground truth."""
+    firsts = {label: runs[0].estimates.set_index("arch")["estimate"] for label, runs in _by_strategy(records).items()}
+    names = list(firsts)
+    out = pd.DataFrame(np.nan, index=names, columns=names)
+    for a in names:
+        for b in names:
+            both = pd.concat([firsts[a], firsts[b]], axis=1, join="inner").dropna()
+            if len(both) >= 2:
+                out.loc[a, b] = kendall_tau(both.iloc[:, 0].to_numpy(dtype=float), both.iloc[:, 1].to_numpy(dtype=float))
+    return out
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -1,4 +1,4 @@
-"""``nb201-harness demo``: sampling strategies on the embedded mini-benchmark, offline.
+"""``nb201-harness demo``: sampling strategies and reference estimators on the embedded mini-benchmark, offline.
 
 Each strategy trains its own supernet on ``builtin:digitsm`` with ``configs/demo-digitsm.toml`` (one
 config; only ``[sampler] name`` changes, plus the shrinking keys of ``uniform+angle``), estimates the
@@ -32,12 +32,16 @@ DEMO_CONFIG = ROOT / "configs" / "demo-digitsm.toml"
 # per epoch: warm-up 6 epochs, a round every 3, down to 3 ops per edge (rounds at steps 336 and 504 of 1,000)
 EXTRA = {"uniform+angle": ["sampler.name='uniform'", "shrink.rule='angle'", "shrink.warmup_epochs=6.0",
                            "shrink.shrink_every=3.0", "shrink.min_ops=3", "shrink.estimate_space=0"]}
-# one strategy of each kind: plain, an NSAS variant, fair, a shrinker and a differentiable one
-DEFAULT = ["uniform", "nsas", "fairnas", "uniform+angle", "darts"]
+# the reference lines every table needs (harness/estimators): the trivial baselines and the cheap zero-cost
+# proxies, scored on the stand-alone network at the demo's sizes; no training
+ESTIMATOR_RUNS = ["params", "flops", "random", "synflow", "nwot", "snip", "jacob_cov"]
+# one strategy of each kind: plain, an NSAS variant, fair, a shrinker and a differentiable one; then the trivial
+# baselines and the two cheapest proxies (about 13 s each on 2 cores; snip and jacob_cov come with --all)
+DEFAULT = ["uniform", "nsas", "fairnas", "uniform+angle", "darts", "params", "flops", "random", "synflow", "nwot"]
 
 
 def all_strategies() -> list[str]:
-    return [*SAMPLERS.names(), *EXTRA]
+    return [*SAMPLERS.names(), *EXTRA, *ESTIMATOR_RUNS]
 
 
 def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
@@ -45,9 +49,10 @@ def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
     if not DEMO_CONFIG.is_file():
         raise ConfigError(f"{DEMO_CONFIG} is missing: the demo runs from a checkout of the repository "
                           "(pip install -e .), which ships configs/ and data/")
-    if strategy not in EXTRA and strategy not in SAMPLERS.names():
+    if strategy not in all_strategies():
         raise ConfigError(f"demo strategy {strategy!r} is unknown; valid: {', '.join(all_strategies())}")
-    keys = EXTRA.get(strategy, [f"sampler.name={strategy!r}"])
+    keys = [f"estimator.name={strategy!r}"] if strategy in ESTIMATOR_RUNS else \
+        EXTRA.get(strategy, [f"sampler.name={strategy!r}"])
     cfg = load_config(DEMO_CONFIG, [*keys, *overrides])
     cfg.run.name = f"demo-{strategy}"
     return cfg

@@ -465,3 +465,42 @@ def alpha_curves(runs: dict[str, list[dict[str, pd.DataFrame | None]]], styles: 
         else:
             _empty(ax, why)
     return fig
+
+
+def tau_vs_cost(table: pd.DataFrame) -> Figure:
+    """Kendall tau (with its interval) against seconds per architecture (log scale), one point per strategy:
+    what a ranking costs. ``table``: ``compare.strategy_table`` with ``seconds_per_arch``."""
+    _require_columns(table, ["strategy", "kendall_tau", "kendall_tau_lo", "kendall_tau_hi", "seconds_per_arch"],
+                     "the strategy table")
+    rows = table[np.isfinite(table["seconds_per_arch"].to_numpy(dtype=float))]
+    fig = Figure(figsize=(7.0, 4.6), layout="tight")
+    ax = fig.add_subplot()
+    cost = np.maximum(rows["seconds_per_arch"].to_numpy(dtype=float), 1e-6)  # a table lookup costs ~0 s
+    tau = rows["kendall_tau"].to_numpy(dtype=float)
+    err = _error_bars(tau, rows["kendall_tau_lo"].to_numpy(dtype=float), rows["kendall_tau_hi"].to_numpy(dtype=float))
+    ax.errorbar(cost, tau, yerr=err, fmt="o", capsize=3, color=COLORS["kendall_tau"])
+    for c, t, name in zip(cost, tau, rows["strategy"]):
+        ax.annotate(name, (c, t), textcoords="offset points", xytext=(4, 4), fontsize=TICK_PT)
+    ax.set_xscale("log")
+    ax.axhline(0, color="black", linewidth=0.8)
+    _style(ax, "Ranking quality against cost", "seconds per architecture (log; supernet: training + estimation)",
+           "Kendall tau with ground truth")
+    return fig
+
+
+def rank_agreement(matrix: pd.DataFrame, cmap: str = "RdBu_r") -> Figure:
+    """Heatmap of Kendall tau between the estimates of every two strategies (``compare.agreement_matrix``)."""
+    _require(matrix, "the agreement matrix")
+    n = len(matrix)
+    fig = Figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), layout="tight")
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, vmin=-1, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            v = matrix.iat[i, j]
+            ax.text(j, i, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center", fontsize=TICK_PT - 1)
+    ax.set_xticks(range(n), matrix.columns, rotation=60, ha="right")
+    ax.set_yticks(range(n), matrix.index)
+    fig.colorbar(image, ax=ax, label="Kendall tau between estimates")
+    ax.set_title("Rank agreement between estimators")
+    return fig

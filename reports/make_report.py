@@ -241,6 +241,14 @@ def _alpha_reading(records) -> str:
 
 def _details(run_dir: Path) -> str:
     m = json.loads((run_dir / "metrics.json").read_text())
+    if "train" not in m:  # an estimator run (harness/estimators): nothing trained
+        est, env = m["estimator"], m["environment"]
+        net = est.get("network", {})
+        return (f"- `{run_dir.name}`: estimator `{est['name']}` {json.dumps(est.get('options', {}))} on the stand-alone "
+                f"network C={net.get('C')}, N={net.get('N')}, {net.get('resolution')}x{net.get('resolution')}; "
+                f"{m['estimate']['n_archs']} architectures in {est['seconds']:.1f} s "
+                f"({est['seconds_per_arch']:.3g} s each, {est.get('undefined', 0)} undefined); torch {env['torch']} on "
+                f"{env['device']}, git {env['git_revision']}\n")
     t, e, s, env = m["train"], m["estimate"], m["supernet"], m["environment"]
     return (f"- `{run_dir.name}`: supernet C={s['C']}, N={s['N']} ({s['parameters']:,} parameters, BN `{s['bn_policy']}`); "
             f"{t['steps']} training steps ({t.get('paths', t['steps'])} forward/backward passes) in {t['seconds']:.1f} s; "
@@ -255,7 +263,8 @@ def render(records, run_dirs, args) -> str:
     shrinking = any(r.shrink for r in records) or any("few-shot" in r.strategy for r in records)
     plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress", "forgetting_probe_acc",
                                                                  "forgetting_drop", "forgetting_probe_tau", "shrink_retention",
-                                                                 "shrink_alive", "shrink_scores", "alpha_search")
+                                                                 "shrink_alive", "shrink_scores", "alpha_search", "tau_vs_cost",
+                                                                 "rank_agreement")
                     if (Path(args.out) / f"{name}.png").exists())
     return f"""# {args.title}
 

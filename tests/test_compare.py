@@ -1,6 +1,7 @@
 import io
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -173,7 +174,7 @@ def test_to_markdown_lists_every_strategy_with_intervals(records):
 
 def test_figures_label_seeds_and_add_progress_only_when_present(records):
     figs = C.figures(records)
-    assert set(figs) == {"correlations", "scatter", "tau_vs_progress"}
+    assert set(figs) == {"correlations", "scatter", "tau_vs_progress", "rank_agreement"}  # no costs recorded
     titles = [ax.get_title().split("  (")[0] for ax in figs["scatter"].axes]
     assert sorted(titles) == ["fairnas", "uniform seed 0", "uniform seed 1", "uniform-no-bn"]
     bars = [p for c in figs["correlations"].axes[0].containers if hasattr(c, "patches") for p in c.patches]
@@ -298,3 +299,27 @@ def test_empty_panels_say_why(tmp_path):
     fig = plots.alpha_curves({"darts": [{"alpha": alpha, "sharpness": None}]})
     texts = [" ".join(t.get_text() for t in ax.texts) for ax in fig.axes]
     assert "ground-truth table" in texts[0] and texts[1] == "" and "sharpness was not measured" in texts[2]
+
+
+def test_rank_agreement_and_cost_put_estimators_and_strategies_side_by_side(tmp_path):
+    """Kendall tau between two runs' estimates on the architectures both scored (here one is the other reversed
+    on the shared ones: -1), and seconds per architecture: an estimator run's own, a supernet's training plus
+    estimation over its architectures."""
+    a = make_run(tmp_path, "a", strategy="supernet-run", n=30)
+    est = pd.read_csv(a / "estimates.csv")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    rev = est.iloc[:20].assign(estimate=-est["estimate"].iloc[:20])  # 20 shared architectures, reversed
+    write_csv(b / "estimates.csv", rev)
+    m = json.loads((b / "metrics.json").read_text())
+    m.update(strategy="synflow", estimator={"name": "synflow", "seconds_per_arch": 0.25})
+    (b / "metrics.json").write_text(json.dumps(m))
+    ma = json.loads((a / "metrics.json").read_text())
+    ma.update(train={"seconds": 100.0}, estimate={"seconds": 20.0, "n_archs": 30})
+    (a / "metrics.json").write_text(json.dumps(ma))
+    records = [C.load_run(a), C.load_run(b)]
+    matrix = C.agreement_matrix(records)
+    assert matrix.loc["supernet-run", "synflow"] == pytest.approx(-1.0) and matrix.loc["synflow", "synflow"] == 1.0
+    table = C.strategy_table(records).set_index("strategy")
+    assert table.loc["synflow", "seconds_per_arch"] == 0.25 and table.loc["supernet-run", "seconds_per_arch"] == 4.0
+    assert {"tau_vs_cost", "rank_agreement"} <= set(C.figures(records))

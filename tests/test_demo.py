@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.demo import DEFAULT, EXTRA, all_strategies, demo_config
+from harness.demo import DEFAULT, ESTIMATOR_RUNS, EXTRA, all_strategies, demo_config
 from harness.samplers import SAMPLERS
 
 pytestmark = pytest.mark.slow  # the demo itself, every strategy end to end (the fast tier skips it)
@@ -28,21 +28,29 @@ def demo_dir(tmp_path_factory):
     return out
 
 
-def test_the_default_set_has_one_strategy_of_each_kind():
-    assert set(DEFAULT) <= set(all_strategies()) and len(DEFAULT) == len(set(DEFAULT)) == 5
-    samplers = [demo_config(n).sampler["name"] for n in DEFAULT]
+def test_the_default_set_has_one_strategy_of_each_kind_and_the_baselines():
+    trained = [n for n in DEFAULT if n not in ESTIMATOR_RUNS]
+    assert set(DEFAULT) <= set(all_strategies()) and len(DEFAULT) == len(set(DEFAULT)) and len(trained) == 5
+    samplers = [demo_config(n).sampler["name"] for n in trained]
     assert "uniform" in DEFAULT and "fairnas" in DEFAULT
     assert any(n.startswith("nsas") for n in samplers)
     assert any(SAMPLERS.get(n).differentiable for n in samplers)
-    assert any(demo_config(n).shrink.rule != "none" for n in DEFAULT)
-    assert set(all_strategies()) == set(SAMPLERS.names()) | set(EXTRA)
+    assert any(demo_config(n).shrink.rule != "none" for n in trained)
+    assert {"params", "flops", "random", "synflow"} <= set(DEFAULT) & set(ESTIMATOR_RUNS)
+    assert all(demo_config(n).estimator["name"] == n for n in ESTIMATOR_RUNS)
+    assert all(demo_config(n).estimator["name"] == "supernet" for n in trained)
+    assert set(all_strategies()) == set(SAMPLERS.names()) | set(EXTRA) | set(ESTIMATOR_RUNS)
 
 
 def test_demo_runs_every_strategy_and_writes_the_comparison(demo_dir, capsys):
     assert "uniform+angle" in all_strategies()
     shrink = json.loads((demo_dir / "uniform+angle" / "metrics.json").read_text())["shrink"]
     assert shrink["rounds"] == 2  # 5 -> 3 ops per edge
-    for name in all_strategies():
+    for name in ESTIMATOR_RUNS:  # the baselines: scored, not trained
+        metrics = json.loads((demo_dir / name / "metrics.json").read_text())
+        assert metrics["strategy"] == metrics["estimator"]["name"] == name
+        assert metrics["ranking"]["n_archs"] == 200 and not (demo_dir / name / "train_log.csv").exists()
+    for name in [n for n in all_strategies() if n not in ESTIMATOR_RUNS]:
         metrics = json.loads((demo_dir / name / "metrics.json").read_text())
         assert metrics["strategy"] == name
         name = demo_config(name).sampler["name"]
