@@ -11,7 +11,6 @@ Scale: NB201's (C=16, N=5, 32x32, batch 64) on a GPU, the CPU-sized supernet of 
 from __future__ import annotations
 
 import os
-import platform
 import random
 import statistics
 import time
@@ -28,20 +27,19 @@ from harness.space import OPS, Arch, unique_archs
 from harness.supernet import Supernet
 from harness.train import make_optimizer, train_step
 
+from _common import device_info, sync  # benchmarks/_common.py
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 NB201 = DEVICE.type == "cuda" or os.environ.get("NB201_BENCH_SCALE") == "nb201"
 C, N, RES, BS = (16, 5, 32, 64) if NB201 else (8, 1, 16, 64)
 
 
 def _sync() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
+    sync(DEVICE)
 
 
 def _device_info() -> dict:
-    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else (platform.processor() or "cpu")
-    return {"device": str(DEVICE), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "threads": torch.get_num_threads(), "C": C, "N": N, "resolution": RES, "batch_size": BS}
+    return device_info(DEVICE, C=C, N=N, resolution=RES, batch_size=BS)
 
 
 def _interleaved(fns: dict, reps: int) -> dict:

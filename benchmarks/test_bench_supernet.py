@@ -8,7 +8,6 @@ ratio says what the harness's data path buys on this device.
 """
 from __future__ import annotations
 
-import platform
 import random
 import time
 
@@ -23,20 +22,19 @@ from harness.samplers import SAMPLERS
 from harness.supernet import Supernet
 from harness.train import make_optimizer, train_step
 
+from _common import device_info, sync  # benchmarks/_common.py
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 # NB201 scale on a GPU; CPU-sized otherwise so the benchmark finishes in seconds
 C, N, RES, BS = (16, 5, 32, 64) if DEVICE.type == "cuda" else (8, 1, 16, 64)
 
 
 def _sync() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
+    sync(DEVICE)
 
 
 def _device_info() -> dict:
-    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else (platform.processor() or "cpu")
-    return {"device": str(DEVICE), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "threads": torch.get_num_threads(), "C": C, "N": N, "resolution": RES, "batch_size": BS}
+    return device_info(DEVICE, C=C, N=N, resolution=RES, batch_size=BS)
 
 
 @pytest.fixture(scope="module")
