@@ -333,14 +333,8 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
                     relued = [F.relu(v) for v in vals[src]] if split else F.relu(nodes[src])
                 flat = select(units, True).reshape(b * n, *tail)
                 blocks = [module for _, _, module in targets]
-                rows = []
-                for e, op, _ in targets:
-                    us = users[e, op]
-                    reps: list[int | None] = [None] * n
-                    for g in us:
-                        if reps[position[unit_of[g]]] is None:
-                            reps[position[unit_of[g]]] = pids[g]
-                    rows.append(Rows(reps, [pids[g] for g in us], [position[unit_of[g]] for g in us]))
+                rows = [_rows([pids[g] for g in users[e, op]], [position[unit_of[g]] for g in users[e, op]], n)
+                        for e, op, _ in targets]
                 weight = _cat([block[1].weight for block in blocks])
                 out = norm([block[2] for block in blocks], _conv(blocks[0][1], flat, weight), n, rows)
                 out = out.view(b, n, len(blocks) * c, *tail[1:])

@@ -20,6 +20,7 @@ from torch import nn
 import harness.runner as runner_mod
 from harness.config import ConfigError, load_config
 from harness.estimators import ESTIMATORS, Context
+from harness.estimators.base import arch_seed
 from harness.estimators.nwot import NASWOT, relu_kernel
 from harness.estimators.vote import copeland
 from harness.nets import NB201Network, count_parameters
@@ -70,8 +71,7 @@ def _synflow_by_finite_differences(arch: Arch, c: Context) -> float:
     """The definition computed without autograd: the network with BN removed and |parameters| in float64 is
     affine in each single weight, so dR/dw = R(w = 1) - R(w = 0) exactly; sum |w * dR/dw| over conv/linear
     weights, then log."""
-    torch.manual_seed(ESTIMATORS.get("synflow")  # the estimator seeds the init per architecture
-                      and __import__("harness.estimators.base", fromlist=["arch_seed"]).arch_seed(c.seed, arch))
+    torch.manual_seed(arch_seed(c.seed, arch))  # the same initialisation as the estimator's
     net = NB201Network(arch, c.C, c.N, c.num_classes)
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
