@@ -57,6 +57,25 @@ def _interleaved(fns: dict, reps: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _paired(eager, batched_fn, reps: int) -> dict:
+    """Both functions called alternately ``reps`` times after a warm-up: the median time of each, and the eager /
+    batched ratio of every round (median, lowest, highest). A round's two calls run seconds apart, so a ratio per
+    round cancels most of the drift of a shared machine, which moves single timings by +-30% on 2 CPU cores."""
+    eager(), batched_fn()
+    _sync()
+    te, tb = [], []
+    for _ in range(reps):
+        for fn, times in ((eager, te), (batched_fn, tb)):
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times.append(time.perf_counter() - start)
+    ratios = [e / b for e, b in zip(te, tb)]
+    return {"eager_s": statistics.median(te), "batched_s": statistics.median(tb),
+            "speedup_vs_eager": statistics.median(ratios), "speedup_lowest": min(ratios),
+            "speedup_highest": max(ratios), "rounds": reps}
+
+
 def _batches(n_images: int, seed: int = 0) -> list:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_images, 3, RES, RES, generator=g)
@@ -119,7 +138,8 @@ def _workload(kind: str, n: int, seed: int) -> list[Arch]:
 def test_estimation_speedup_vs_eager(benchmark, images, bn_policy, workload):
     """Architectures per second over ``images`` held-out images (and, for ``recalibrate``, 2 calibration batches
     of 256), ``estimate_archs`` with ``engine="batched"`` (its default ``arch_batch``) against ``"eager"``, on a
-    ``workload`` of architectures (:func:`_workload`)."""
+    ``workload`` of architectures (:func:`_workload`); ``speedup_vs_eager`` is the median ratio of paired rounds
+    (:func:`_paired`)."""
     model = _model(bn_policy).eval()
     n_archs = 4 if benchmark.disabled else (64 if images <= 512 else 32)
     eval_batches = _batches(images if not benchmark.disabled else min(images, 512))
@@ -129,12 +149,11 @@ def test_estimation_speedup_vs_eager(benchmark, images, bn_policy, workload):
     def run(engine):
         return lambda: estimate_archs(model, archs, eval_batches, calib, progress=False, engine=engine)
 
-    reps = 1 if benchmark.disabled or images > 512 else 3
-    t = _interleaved({"eager": run("eager"), "batched": run("batched")}, reps)
+    reps = 1 if benchmark.disabled else (3 if images > 512 else 9)
+    t = _paired(run("eager"), run("batched"), reps)
     benchmark.extra_info.update(_device_info(), images=images, bn_policy=bn_policy, workload=workload,
-                                archs_per_call=n_archs, eager_archs_per_s=n_archs / t["eager"],
-                                batched_archs_per_s=n_archs / t["batched"],
-                                speedup_vs_eager=t["eager"] / t["batched"])
+                                archs_per_call=n_archs, eager_archs_per_s=n_archs / t["eager_s"],
+                                batched_archs_per_s=n_archs / t["batched_s"], **t)
     benchmark.pedantic(run("batched"), rounds=1, warmup_rounds=0)
 
 

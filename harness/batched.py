@@ -29,7 +29,10 @@ BN statistics follow one of four modes (:class:`Norm`):
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import ctypes
+import itertools
+import sys
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +45,35 @@ from .supernet import SearchCell, Supernet
 _NONE, _SKIP = OPS.index("none"), OPS.index("skip_connect")
 MODES = ("eval", "calibrate", "table", "train")
 Path = Arch | CellPath
+
+
+# glibc serves allocations up to this size from its heap (its largest mmap threshold); larger ones are mapped and
+# unmapped every time, so their pages fault in again on every use
+HEAP_ALLOCATION_LIMIT = 32 * 2**20
+_KEEPS_FREED_MEMORY = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of handing it back to the kernel (once per process; Linux with
+    glibc only, a no-op elsewhere). Returns whether the setting is in force.
+
+    On CPU this engine allocates and frees many activations per forward (one per distinct value and op). By default
+    glibc maps every allocation over its dynamic threshold afresh and trims the freed top of its heap, so the pages of
+    those activations fault in again on every forward: measured on 2 cores, 67,000-160,000 page faults per
+    estimation of 64 architectures, a third of its time (reports/perf/README.md). With the threshold fixed at
+    :data:`HEAP_ALLOCATION_LIMIT` and trimming off, a process keeps its peak heap (its resident memory does not shrink
+    after a forward) and the faults stop after the first chunk of architectures. It changes no computed value."""
+    global _KEEPS_FREED_MEMORY
+    if _KEEPS_FREED_MEMORY or not sys.platform.startswith("linux"):
+        return _KEEPS_FREED_MEMORY
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        _KEEPS_FREED_MEMORY = bool(libc.mallopt(m_mmap_threshold, HEAP_ALLOCATION_LIMIT)) and \
+            bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        pass
+    return _KEEPS_FREED_MEMORY
 
 
 def supports(model: nn.Module) -> bool:
@@ -77,7 +109,64 @@ class Norm:
         if mode not in MODES:
             raise ValueError(f"unknown BN mode {mode!r}; valid: {', '.join(MODES)}")
         self.mode, self.k = mode, k
-        self.table = {} if table is None else table
+        self._table = {} if table is None else table
+        self._folded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._affines: dict[nn.BatchNorm2d, tuple[torch.Tensor, torch.Tensor]] = {}
+        # calibrate on CPU: each BN's (paths, means, variances) of every call, summed into the table when it is read
+        self._pending: dict[nn.BatchNorm2d, list[tuple[list[int], torch.Tensor, torch.Tensor]]] = {}
+
+    @property
+    def table(self) -> dict:
+        for b, items in self._pending.items():
+            x = items[0][1]
+            entry = self._table.get(b)
+            if entry is None:
+                entry = self._table[b] = [x.new_zeros(self.k, x.shape[1]), x.new_zeros(self.k, x.shape[1]),
+                                          x.new_zeros(self.k)]
+            paths = torch.tensor([p for ps, _, _ in items for p in ps], device=x.device)
+            entry[0].index_add_(0, paths, torch.cat([m for _, m, _ in items]))  # sequential on CPU: call order
+            entry[1].index_add_(0, paths, torch.cat([v for _, _, v in items]))
+            entry[2].index_add_(0, paths, x.new_ones(len(paths)))
+        self._pending.clear()
+        return self._table
+
+    def folded(self, convs: Sequence[nn.Conv2d], bns: Sequence[nn.BatchNorm2d], n: int,
+               rows: Sequence[Rows]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(weight, bias)`` of one convolution that computes ``convs`` (like convolutions, stacked) each followed by
+        its BN in ``bns``, side by side, where those BNs normalise every image with fixed statistics (``eval`` with
+        running statistics, or one unit's row of the ``table``); ``None`` where they use batch statistics. Cached
+        for the life of this object: the model must not change meanwhile (as in one estimation call)."""
+        bn = bns[0]
+        if not (bn.track_running_stats and bn.running_mean is not None) or n != 1 or \
+                self.mode not in ("eval", "table"):
+            return None
+        reps = [r.reps[0] for r in rows] if self.mode == "table" else [None] * len(bns)
+        key = (tuple(map(id, convs)), tuple(map(id, bns)), tuple(reps))
+        if key not in self._folded:
+            affine = [self._affine(b) for b in bns]
+            scale = _cat([sc if i is None else sc[i] for (sc, _), i in zip(affine, reps)])
+            shift = _cat([sh if i is None else sh[i] for (_, sh), i in zip(affine, reps)])
+            weight = _cat([conv.weight for conv in convs])
+            self._folded[key] = ((weight * scale.view(-1, 1, 1, 1)).contiguous(), shift)
+        return self._folded[key]
+
+    def _affine(self, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """``bn`` in ``eval`` (running statistics) or ``table`` mode as ``x * scale + shift``: ``(C,)`` each, or
+        ``(K, C)`` (one row per path) from the table; computed once per BN for the life of this object."""
+        if bn not in self._affines:
+            if self.mode == "eval":
+                mean, var = bn.running_mean, bn.running_var
+            else:
+                sums, sq_sums, count = self.table[bn]
+                mean, var = sums / count[:, None], sq_sums / count[:, None]
+            scale = (var + bn.eps).rsqrt()
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            shift = -mean * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias
+            self._affines[bn] = (scale, shift)
+        return self._affines[bn]
 
     def __call__(self, bns: nn.BatchNorm2d | Sequence[nn.BatchNorm2d], x: torch.Tensor, n: int,
                  rows: Rows | Sequence[Rows]) -> torch.Tensor:
@@ -115,13 +204,19 @@ class Norm:
         out = F.batch_norm(xv, bm, bv, weight, bias, True, 1.0, bn.eps).view_as(x)
         bm, bv = bm.view(n, m, c), bv.view(n, m, c)
         for j, (b, r) in enumerate(zip(bns, rows)):
-            identity = r.at == list(range(n))
-            at = None if identity else torch.tensor(r.at, device=dev)
-            mean, var = (bm[:, j], bv[:, j]) if identity else (bm[at, j], bv[at, j])
-            if self.mode == "calibrate":
-                entry = self.table.get(b)
+            if n == 1:
+                mean, var = bm[0, j].expand(len(r.at), c), bv[0, j].expand(len(r.at), c)
+            elif r.at == list(range(n)):
+                mean, var = bm[:, j], bv[:, j]
+            else:
+                at = torch.tensor(r.at, device=dev)
+                mean, var = bm[at, j], bv[at, j]
+            if self.mode == "calibrate" and dev.type == "cpu":
+                self._pending.setdefault(b, []).append((r.paths, mean, var))
+            elif self.mode == "calibrate":  # one index_add_ per call: on CUDA, repeated indices add in no fixed order
+                entry = self._table.get(b)
                 if entry is None:
-                    entry = self.table[b] = [torch.zeros(self.k, c, dtype=x.dtype, device=dev),
+                    entry = self._table[b] = [torch.zeros(self.k, c, dtype=x.dtype, device=dev),
                                              torch.zeros(self.k, c, dtype=x.dtype, device=dev),
                                              torch.zeros(self.k, dtype=x.dtype, device=dev)]
                 paths = torch.tensor(r.paths, device=dev)
@@ -150,16 +245,30 @@ def _ema(bn: nn.BatchNorm2d, means: torch.Tensor, variances: torch.Tensor) -> No
         bn.num_batches_tracked.add_(n)
 
 
-def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
+          bias: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)``, or with ``weight`` in place of ``conv.weight`` (the weights of several like convolutions
     stacked along the output channels); on CPU in channels-last memory, where oneDNN's NCHW kernels for these
     small channel counts are several times slower (a 1x1 conv up to 25x). The output stays channels-last (a
     per-path BN over several paths makes it contiguous again, see :class:`Norm`)."""
     if x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
-    if weight is None:
+    if weight is None and bias is None:
         return conv(x)
-    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return F.conv2d(x, conv.weight if weight is None else weight, conv.bias if bias is None else bias, conv.stride,
+                    conv.padding, conv.dilation, conv.groups)
+
+
+def _conv_norm(convs: Sequence[nn.Conv2d], bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, n: int,
+               rows: Sequence[Rows], norm: Norm) -> torch.Tensor:
+    """Like convolutions ``convs`` on ``x`` as one over their stacked weights, each followed by its BN in ``bns``
+    (channels side by side). Where the BNs are a fixed per-channel affine map (:meth:`Norm.folded`) it is one
+    convolution with folded weights and a bias: the same values to float rounding, one pass over memory fewer."""
+    folded = norm.folded(convs, bns, n, rows)
+    if folded is not None:
+        return _conv(convs[0], x, *folded)
+    weight = None if len(convs) == 1 else torch.cat([conv.weight for conv in convs])
+    return norm(list(bns), _conv(convs[0], x, weight), n, list(rows))
 
 
 _INV_COUNTS: dict = {}
@@ -168,29 +277,44 @@ _INV_COUNTS: dict = {}
 def _avg_pool(x: torch.Tensor) -> torch.Tensor:
     """NB201's 3x3 average pool (stride 1, padding 1, ``count_include_pad=False``) as a depthwise box-sum conv
     times the reciprocal count of each position: the same values (to rounding), and on CPU about 4x faster than
-    ``avg_pool2d`` without padding counts."""
+    ``avg_pool2d`` without padding counts. The reciprocals are laid out like the activation (every channel, in its
+    memory format): broadcast over the innermost channels of a channels-last tensor, the product takes a slow path
+    (measured 8x slower at 8 channels)."""
     c, h, w = x.shape[1:]
-    key = (c, h, w, x.device, x.dtype)
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    key = (c, h, w, x.device, x.dtype, cl)
     if key not in _INV_COUNTS:
         ones = torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype)
         counts = F.conv2d(ones, torch.ones(1, 1, 3, 3, device=x.device, dtype=x.dtype), padding=1)
-        _INV_COUNTS[key] = (torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype), counts.reciprocal())
+        inv = counts.reciprocal().expand(1, c, h, w)
+        inv = inv.contiguous(memory_format=torch.channels_last) if cl else inv.contiguous()
+        _INV_COUNTS[key] = (torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype), inv)
     kernel, inv = _INV_COUNTS[key]
-    return F.conv2d(x, kernel, padding=1, groups=c) * inv
+    out = F.conv2d(x, kernel, padding=1, groups=c)
+    return out * inv if torch.is_grad_enabled() else out.mul_(inv)
+
+
+def _pool2(pool: nn.AvgPool2d, x: torch.Tensor) -> torch.Tensor:
+    """The reduction's 2x2 average pool (stride 2); on CPU as a depthwise convolution with weights 1/4, the same
+    values, and at 8 channels in channels-last memory 3x faster than ``avg_pool2d``."""
+    if x.device.type != "cpu":
+        return pool(x)
+    c = x.shape[1]
+    key = ("pool2", c, x.dtype)
+    if key not in _INV_COUNTS:
+        _INV_COUNTS[key] = torch.full((c, 1, 2, 2), 0.25, dtype=x.dtype)
+    return F.conv2d(x, _INV_COUNTS[key], stride=2, groups=c)
 
 
 def _rcb(block: ReLUConvBN, x: torch.Tensor, rows: Rows, n: int, norm: Norm) -> torch.Tensor:
     relu, conv, bn = block
-    return norm(bn, _conv(conv, F.relu(x)), n, rows)
+    return _conv_norm([conv], [bn], F.relu(x), n, [rows], norm)
 
 
-def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[int], archs: Sequence[Arch],
-          pids: Sequence[int], norm: Norm, dedupe: bool, split: bool
-          ) -> tuple[torch.Tensor | list[torch.Tensor], list[int]]:
+def _cell(cell: SearchCell, x: torch.Tensor, slots: list[int], archs: Sequence[Arch], pids: Sequence[int],
+          norm: Norm, dedupe: bool) -> tuple[torch.Tensor, list[int]]:
     """One search cell under ``len(archs)`` paths (global indices ``pids``, for the BN tables). ``x: (B, U, C, H,
-    W)`` holds ``U`` distinct inputs, path ``g``'s at unit ``slots[g]``; returns the outputs the same way (with
-    ``split``, as a list of ``U`` tensors ``(B, C, H, W)``: every node is kept unit by unit, which on CPU avoids
-    gathering and scattering along the unit dimension).
+    W)`` holds ``U`` distinct inputs, path ``g``'s at unit ``slots[g]``; returns the outputs the same way.
 
     Every node holds its distinct values only: with ``dedupe`` (outside training), paths whose value at a node is
     computed by the same ops from the same inputs share one unit there (the stem output is one unit for all; in the
@@ -201,10 +325,6 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
     size that serve the same units run as one convolution over their stacked weights (with their BNs side by side),
     and a pooling that feeds several nodes runs once. Each destination sums its inputs in the single path's order
     (by source). Outside training, an op whose output cannot reach the cell output is not run."""
-    if split:
-        vals: list[list[torch.Tensor] | None] = [list(x) if isinstance(x, list) else list(x.unbind(1))]
-        x = vals[0][0].unsqueeze(1)
-        vals += [None] * (NUM_NODES - 1)
     b = x.shape[0]
     tail = x.shape[2:]
     c = tail[0]
@@ -214,7 +334,7 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
     cpu = dev.type == "cpu"
     # training must run dead ops too: their BN running statistics move in the single-path step
     reach = None if norm.mode == "train" else [_reaches_output(a) for a in archs]
-    nodes: list[torch.Tensor | None] = [None if split else x] + [None] * (NUM_NODES - 1)
+    nodes: list[torch.Tensor | None] = [x] + [None] * (NUM_NODES - 1)
     slot: list[list[int | None]] = [list(slots)] + [[None] * k for _ in range(NUM_NODES - 1)]
     # terms[dst][g]: (src, edge, op, src unit) of each input path g's node dst sums, in source order
     terms: list[list[list[tuple]]] = [[[] for _ in range(k)] for _ in range(NUM_NODES)]
@@ -229,20 +349,6 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
         if not keys:
             return
         units = list(keys)
-        if split:  # each unit the sum of its inputs' pieces, in source order
-            vals[d] = []
-            for key in units:
-                total = None
-                for _, e, op, u in key[0 if dedupe else 1:]:
-                    piece, position = pieces[e, op]
-                    term = piece[:, position[u]]
-                    if cpu and total is not None:  # sums of strided slices take a slow path: dense operands
-                        total = total.contiguous(memory_format=torch.channels_last) + \
-                            term.contiguous(memory_format=torch.channels_last)
-                    else:
-                        total = term if total is None else total + term
-                vals[d].append(total)
-            return
         n_units = len(units)
         node, owned = None, False
         for s in range(d):
@@ -274,9 +380,6 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
 
     def select(units: list[int], relu: bool) -> torch.Tensor:
         """The (ReLU of the) source's values at ``units``: ``(B, n, C, H, W)``."""
-        if split:
-            got = [relued[u] if relu else vals[src][u] for u in units]
-            return got[0].unsqueeze(1) if len(got) == 1 else torch.stack(got, 1)
         value = relued if relu else nodes[src]
         return value if units == list(range(value.shape[1])) else value.index_select(1, torch.tensor(units, device=dev))
 
@@ -300,13 +403,9 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
             continue
         zero_unit = None
         if any(slot[src][g] is None for us in users.values() for g in us):  # a parametric op on a zero node
-            if split:
-                vals[src] = (vals[src] or []) + [x.new_zeros(b, *tail)]
-                zero_unit = len(vals[src]) - 1
-            else:
-                zero_unit = 0 if nodes[src] is None else nodes[src].shape[1]
-                zeros = x.new_zeros(b, 1, *tail)
-                nodes[src] = zeros if nodes[src] is None else torch.cat([nodes[src], zeros], 1)
+            zero_unit = 0 if nodes[src] is None else nodes[src].shape[1]
+            zeros = x.new_zeros(b, 1, *tail)
+            nodes[src] = zeros if nodes[src] is None else torch.cat([nodes[src], zeros], 1)
         unit_of = [zero_unit if u is None else u for u in slot[src]]
         for (e, op), us in users.items():
             module = cell.edges[e][op]
@@ -318,10 +417,7 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
                 raise TypeError(f"no batched rule for {type(module).__name__}")
             units = tuple(sorted({unit_of[g] for g in us}))
             groups.setdefault((kind, units), []).append((e, op, module))
-        if split and cpu:
-            # a channel slice of a merged convolution's output is not dense: every op on it takes a slow path
-            vals[src] = [v.contiguous(memory_format=torch.channels_last) for v in vals[src]]
-        elif cpu and nodes[src].shape[1] == 1:
+        if cpu and nodes[src].shape[1] == 1:
             nodes[src] = nodes[src][:, 0].contiguous(memory_format=torch.channels_last).unsqueeze(1)
         relued = None
         for key, targets in groups.items():
@@ -330,7 +426,7 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
             position = {u: i for i, u in enumerate(units)}
             if kind[0] == "conv":
                 if relued is None:
-                    relued = [F.relu(v) for v in vals[src]] if split else F.relu(nodes[src])
+                    relued = F.relu(nodes[src])
                 flat = select(units, True).reshape(b * n, *tail)
                 blocks = [module for _, _, module in targets]
                 rows = [_rows([pids[g] for g in users[e, op]], [position[unit_of[g]] for g in users[e, op]], n)
@@ -350,12 +446,6 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
                     terms[dst][g].append((src, e, op, unit_of[g]))
     materialise(NUM_NODES - 1)
     out_slot = slot[-1]
-    if split:
-        out = vals[-1] or []
-        if any(s is None for s in out_slot):  # a path whose cell output is zero
-            out = out + [x.new_zeros(b, *tail)]
-            out_slot = [len(out) - 1 if s is None else s for s in out_slot]
-        return out, out_slot
     out = nodes[-1]
     if any(s is None for s in out_slot):
         zero_unit = 0 if out is None else out.shape[1]
@@ -365,11 +455,142 @@ def _cell(cell: SearchCell, x: torch.Tensor | list[torch.Tensor], slots: list[in
     return out, out_slot
 
 
+class _UnitCell:
+    """One search cell outside training, evaluated lazily, one distinct value at a time (the engine's CPU mode).
+
+    ``xs`` holds the ``U`` distinct inputs ``(B, C, H, W)``, path ``g``'s at ``xs[slots[g]]``. Paths share a value
+    (a unit) at a node wherever the same ops ran on the same inputs, so every op runs once per distinct input; this
+    structure is planned up front (:meth:`__init__`) without touching a tensor. :meth:`outputs` then yields the
+    distinct cell outputs one by one, each computed on demand with what it needs: a value, a ReLU or an op's output
+    is kept only while something still to be computed uses it. So only a few activations are alive at once (on CPU,
+    dense tensors in cache beat gathering units into one tensor), however many paths share the cell.
+
+    Each node sums its inputs in the single path's order (by source); an op whose output cannot reach the cell output
+    is not run; a parametric op on a node that is still zero runs on zeros exactly where the single path does."""
+
+    def __init__(self, cell: SearchCell, xs: Sequence[torch.Tensor], slots: Sequence[int],
+                 archs: Sequence[Arch], pids: Sequence[int], norm: Norm):
+        self.cell, self.norm, self.pids = cell, norm, list(pids)
+        self.memo: dict[tuple, torch.Tensor] = {("v", 0, u): _dense(v) for u, v in enumerate(xs)}
+        self.like = xs[0]
+        k = len(archs)
+        reach = [_reaches_output(a) for a in archs]
+        slot: list[list] = [list(slots)] + [[None] * k for _ in range(NUM_NODES - 1)]
+        self.keys: list[list[tuple]] = [[] for _ in range(NUM_NODES)]  # node -> unit -> its (edge, op, unit) inputs
+        self.users: dict[tuple, list[int]] = {}  # (edge, op, unit) -> the paths that run it, in path order
+        for d in range(1, NUM_NODES):
+            index: dict[tuple, int] = {}
+            for g, arch in enumerate(archs):
+                terms = []
+                for e, (src, dst) in enumerate(EDGES):
+                    op = arch[e]
+                    if dst != d or op == _NONE or not reach[g][d]:
+                        continue
+                    u = slot[src][g]
+                    if u is None:  # a zero node: the single path skips the op, or runs it on zeros
+                        if op not in PARAMETRIC_OPS or cell.zero_is_absorbing:
+                            continue
+                        u = "zero"
+                    terms.append((e, op, u))
+                    self.users.setdefault((e, op, u), []).append(g)
+                if terms:
+                    slot[d][g] = index.setdefault(tuple(terms), len(index))
+            self.keys[d] = list(index)
+        self.out_slot = slot[-1]
+        # how often each value, ReLU and op output will be asked for, from the outputs down
+        self.uses: dict[tuple, int] = {}
+        for u in range(len(self.keys[-1])):
+            self._use(("v", NUM_NODES - 1, u))
+        # the convolutions of one kernel size out of one source value run as one, over their stacked weights
+        self.convs: dict[tuple, list[tuple]] = {}
+        for name in self.uses:
+            if name[0] == "p" and isinstance(self.cell.edges[name[1]][name[2]], ReLUConvBN):
+                kernel = self.cell.edges[name[1]][name[2]][1].kernel_size
+                self.convs.setdefault((EDGES[name[1]][0], name[3], kernel), []).append(name)
+
+    def _use(self, name: tuple) -> None:
+        """Counts one more use of ``name`` and, the first time, what computing it uses."""
+        first = name not in self.uses
+        self.uses[name] = self.uses.get(name, 0) + 1
+        if not first:
+            return
+        if name[0] == "p":
+            _, e, op, u = name
+            src = EDGES[e][0]
+            self._use(("r", src, u) if isinstance(self.cell.edges[e][op], ReLUConvBN) else ("v", src, u))
+        elif name[0] == "r":
+            self._use(("v",) + name[1:])
+        elif name[0] == "v" and name[1] > 0 and name[2] != "zero":
+            for t in self.keys[name[1]][name[2]]:
+                self._use(("p",) + t)
+
+    def _get(self, name: tuple) -> torch.Tensor:
+        if name not in self.memo:
+            self.memo[name] = self._compute(name)
+        value = self.memo[name]
+        self._release(name)
+        return value
+
+    def _release(self, name: tuple) -> None:
+        self.uses[name] -= 1
+        if self.uses[name] == 0:
+            del self.memo[name]
+
+    def _compute(self, name: tuple) -> torch.Tensor:
+        kind = name[0]
+        if kind == "v":
+            _, d, u = name
+            if u == "zero":
+                return torch.zeros_like(self.like)
+            key = self.keys[d][u]
+            total = self._get(("p",) + key[0])
+            grad = torch.is_grad_enabled()
+            for i, t in enumerate(key[1:]):  # in source order, as the single path adds them
+                total = total + self._get(("p",) + t) if i == 0 or grad else total.add_(self._get(("p",) + t))
+            return total
+        if kind == "r":
+            return F.relu(self._get(("v",) + name[1:]))
+        _, e, op, u = name
+        module = self.cell.edges[e][op]
+        src = EDGES[e][0]
+        if isinstance(module, ReLUConvBN):
+            group = self.convs[src, u, module[1].kernel_size]
+            blocks = [self.cell.edges[t[1]][t[2]] for t in group]
+            rows = [_rows([self.pids[g] for g in self.users[t[1:]]], [0] * len(self.users[t[1:]]), 1) for t in group]
+            out = _conv_norm([b[1] for b in blocks], [b[2] for b in blocks], self._get(("r", src, u)), 1, rows,
+                             self.norm)
+            if len(group) == 1:
+                return out
+            c = out.shape[1] // len(group)
+            for j, t in enumerate(group):  # a channel slice is not dense, and every op on it would be slow
+                self.memo[t] = _dense(out[:, j * c:(j + 1) * c])
+                if t != name:
+                    self._release(("r", src, u))  # each counted its own use of the ReLU
+            return self.memo.pop(name)
+        if op == _SKIP:
+            return self._get(("v", src, u))
+        if isinstance(module, nn.AvgPool2d):
+            return _avg_pool(self._get(("v", src, u)))
+        raise TypeError(f"no batched rule for {type(module).__name__}")
+
+    def outputs(self) -> Iterator[tuple[torch.Tensor, list[int]]]:
+        """The distinct cell outputs, each with the paths (indices into ``archs``) it belongs to."""
+        members: dict = {}
+        for g, u in enumerate(self.out_slot):
+            members.setdefault(u, []).append(g)
+        for u, gs in members.items():
+            yield (torch.zeros_like(self.like) if u is None else self._get(("v", NUM_NODES - 1, u))), gs
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x.contiguous()
+
+
 def _reduction(block: ResNetBasicblock, x: torch.Tensor, rows: Rows, norm: Norm) -> torch.Tensor:
     b, n = x.shape[:2]
     flat = x.reshape(b * n, *x.shape[2:])
     pool, conv = block.downsample
-    out = _rcb(block.conv_b, _rcb(block.conv_a, flat, rows, n, norm), rows, n, norm) + _conv(conv, pool(flat))
+    out = _rcb(block.conv_b, _rcb(block.conv_a, flat, rows, n, norm), rows, n, norm) + _conv(conv, _pool2(pool, flat))
     return out.view(b, n, *out.shape[1:])
 
 
@@ -388,7 +609,7 @@ def forward_paths(model: Supernet, x: torch.Tensor, paths: Sequence[Path], norm:
         if pc and len(p) != cells:
             raise ValueError(f"a per-cell path for this supernet needs {cells} architectures, got {len(p)}")
     dedupe = norm.mode != "train"
-    split = x.device.type == "cpu" and dedupe if split is None else split
+    split = dedupe and (x.device.type == "cpu" if split is None else split)
     conv, bn = model.stem
     pids = list(range(k))
     # the stem stays NCHW: its 3-channel channels-last convolution's weight gradient is off by ~1e-3 in float32 on
@@ -411,18 +632,21 @@ def _forward_from(model: Supernet, start: int, j: int, h: torch.Tensor, slots: l
         cell = model.cells[i]
         if isinstance(cell, SearchCell):
             archs = [paths[p][j] if per_cell[p] else paths[p] for p in pids]
-            h, slots = _cell(cell, h, slots, archs, pids, norm, dedupe, split)
             j += 1
-            if split:
-                if len(h) == 1:
-                    h = h[0].unsqueeze(1)
+            if not split:
+                h, slots = _cell(cell, h, slots, archs, pids, norm, dedupe)
+            else:
+                outputs = _UnitCell(cell, list(h.unbind(1)), slots, archs, pids, norm).outputs()
+                value, members = next(outputs)
+                if len(members) == len(pids):  # one distinct output: go on with it here
+                    h, slots = value.unsqueeze(1), [0] * len(pids)
                     continue
                 parts, order = [], []
-                for u, value in enumerate(h):
-                    members = [g for g, s in enumerate(slots) if s == u]
+                for value, members in itertools.chain([(value, members)], outputs):
                     parts.append(_forward_from(model, i + 1, j, value.unsqueeze(1), [0] * len(members),
                                                [pids[g] for g in members], paths, per_cell, norm, dedupe, split))
                     order.extend(members)
+                    del value
                 out = torch.cat(parts, 1)
                 inverse = [0] * len(order)
                 for at, g in enumerate(order):

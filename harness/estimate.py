@@ -67,6 +67,26 @@ def default_arch_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 32
 
 
+def merge_batches(model: Supernet, batches: Sequence[Batch]) -> list[Batch]:
+    """On CPU, consecutive evaluation batches concatenated while a first-stage activation (``images x C x H x W``
+    floats) stays within half of :data:`harness.batched.HEAP_ALLOCATION_LIMIT` (so glibc recycles it), where every BN
+    normalises each image on its own (running statistics or a calibrated table: ``bn_policy`` other than
+    ``batch``): an image's logits then do not depend on which images share its forward, and larger forwards spread
+    the per-op cost over more images (reports/perf/README.md). Otherwise ``batches`` as they are."""
+    if model.bn_policy == "batch" or not batches or batches[0][0].device.type != "cpu":
+        return list(batches)
+    x0 = batches[0][0]
+    per_image = model.subnets()[0].C * x0.shape[-2] * x0.shape[-1] * x0.element_size()
+    limit = max(1, batched.HEAP_ALLOCATION_LIMIT // 2 // per_image)
+    merged: list[list[Batch]] = [[]]
+    for x, y in batches:
+        if merged[-1] and sum(len(b[0]) for b in merged[-1]) + len(x) > limit:
+            merged.append([])
+        merged[-1].append((x, y))
+    return [(torch.cat([x for x, _ in group]), torch.cat([y for _, y in group])) if len(group) > 1 else group[0]
+            for group in merged]
+
+
 @torch.no_grad()
 def evaluate_paths(model: Supernet, archs: Sequence[Arch], batches: Sequence[Batch],
                    calib_batches: Sequence[Batch] = ()) -> torch.Tensor:
@@ -135,6 +155,9 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
     else:
         k = arch_batch if arch_batch > 0 else default_arch_batch(eval_batches[0][0].device)
         model.eval()
+        eval_batches = merge_batches(model, eval_batches)
+        if eval_batches[0][0].device.type == "cpu":
+            batched.keep_freed_memory()
         # architectures that agree on the first cell's first edges share those nodes in a batched forward, so they
         # are batched together: in the order of their first-cell op tuples (rows come back in the given order)
         order = sorted(range(len(archs)), key=lambda i: _first_cell(archs[i]))
