@@ -197,3 +197,36 @@ def test_uniform_step_vs_xautodl_random(benchmark):
                                 batched_vs_xautodl=t["xautodl"] / t["batched"],
                                 speedup_vs_eager=t["eager"] / t["batched"])
     benchmark.pedantic(fns["batched"], rounds=3 if benchmark.disabled else 20, warmup_rounds=1)
+
+
+@pytest.mark.slow  # a few short runs end to end, even under --benchmark-disable
+def test_several_runs_aggregate_throughput(benchmark, tmp_path):
+    """Several runs on one device (``run --seeds --jobs``, :mod:`harness.pool`): ``K`` short runs of the demo config
+    (the supernet trained for a few hundred passes, 200 architectures estimated) in ``K`` worker processes at once,
+    against the same ``K`` runs one after another with all CPU threads. ``K`` = the CPU cores (each process one
+    thread), or 4 on a GPU, where the launch-bound runs share the device. ``speedup_vs_eager`` here is the aggregate
+    throughput ratio: time one at a time / time all at once."""
+    from harness.config import load_config
+    from harness.demo import DEMO_CONFIG
+    from harness.pool import Job, run_jobs
+
+    k = 4 if DEVICE.type == "cuda" else max(2, os.cpu_count() or 1)
+    passes = 20 if benchmark.disabled else 300
+    keys = [f"train.max_paths={passes}", "forgetting.probes=0", "forgetting.decay_tracers=0",
+            "metrics.bootstrap=50", f"run.device='{DEVICE.type}'"]
+
+    def jobs(tag: str) -> list:
+        return [Job(f"seed-{s}", load_config(DEMO_CONFIG, [*keys, f"run.seed={s}"]), tmp_path / tag / f"seed-{s}")
+                for s in range(k)]
+
+    start = time.perf_counter()
+    _, errors = run_jobs(jobs("one-at-a-time"), workers=1, progress=False)
+    sequential = time.perf_counter() - start
+    start = time.perf_counter()
+    _, errors_k = run_jobs(jobs("all-at-once"), workers=k, threads=max(1, (os.cpu_count() or 1) // k),
+                           progress=False)
+    together = time.perf_counter() - start
+    assert not errors and not errors_k
+    benchmark.extra_info.update(_device_info(), runs=k, passes_per_run=passes, one_at_a_time_s=sequential,
+                                all_at_once_s=together, speedup_vs_eager=sequential / together)
+    benchmark.pedantic(lambda: None, rounds=1)

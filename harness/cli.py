@@ -29,6 +29,7 @@ EPILOG_RUN = """examples:
   nb201-harness run configs/cifar10-cpu-smoke.toml
   nb201-harness run configs/nb201-cifar10.toml --set train.epochs=10 --out runs/spos-10ep
   nb201-harness run configs/cifar10-cpu-smoke.toml --set data.train_path=/data/cifar10-train-jpeg.zip
+  nb201-harness run configs/nb201-cifar10.toml --seeds 0,1,2,3 --jobs 4 --out runs/spos   # 4 runs share one GPU
 """
 
 
@@ -42,6 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_experiment
     from .train import Interrupted
 
+    if args.seeds is not None:
+        return _run_seeds(args)
+    if args.jobs:
+        raise ConfigError("--jobs runs several seeds at once: give them with --seeds, e.g. --seeds 0,1,2 --jobs 3")
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     resume = f"nb201-harness run {args.config} {' '.join(f'--set {s!r}' for s in _overrides(args))} --out {out}"
@@ -61,6 +66,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = {k: r[k]["value"] for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
     summary = {k: round(v, 4) if v is not None else None for k, v in finite_or_none(summary).items()}
     print(json.dumps({"run_dir": str(out), "n_archs": r["n_archs"], **summary}))
+    return 0
+
+
+def _run_seeds(args: argparse.Namespace) -> int:
+    """``run --seeds``: the config once per seed into OUT/seed-S, ``--jobs`` at once (:mod:`harness.pool`)."""
+    from .compare import load_run, strategy_table, to_markdown
+    from .pool import Job, run_jobs
+
+    seeds = _int_list(args.seeds, "--seeds")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {args.seeds!r} repeats a seed; each seed runs once")
+    if args.jobs < 0:
+        raise ConfigError(f"--jobs {args.jobs}: must be >= 0 (0 = one at a time)")
+    configs = {s: load_config(args.config, [*_overrides(args), f"run.seed={s}"]) for s in seeds}  # checked first
+    name = configs[seeds[0]].run.name
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out, "run directory")
+    jobs = [Job(f"seed-{s}", configs[s], out / f"seed-{s}") for s in seeds]
+    _, errors = run_jobs(jobs, workers=args.jobs or 1, progress=not args.quiet)
+    finished = [load_run(job.run_dir) for job in jobs if job.name not in errors]
+    for record in finished:
+        summary = {k: record.metrics[k]["value"] for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
+        print(json.dumps({"run_dir": str(record.path), "seed": record.seed,
+                          **{k: round(v, 4) if v == v else None for k, v in summary.items()}}))
+    if finished:
+        print(to_markdown(strategy_table(finished)), file=sys.stderr)
+    if errors:
+        print(f"nb201-harness: {len(errors)} of {len(jobs)} runs failed; rerun the same command to resume them",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -276,7 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="TOML config (see configs/)")
     run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
     run.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP); an unfinished one is resumed")
-    run.add_argument("--threads", type=int, help="torch CPU threads, as run.threads (default: all cores)")
+    run.add_argument("--threads", type=int, help="torch CPU threads, as run.threads (default: all cores, split "
+                                                 "between --jobs)")
+    run.add_argument("--seeds", metavar="S,S,...", help="run the config once per seed (run.seed), into OUT/seed-S")
+    run.add_argument("--jobs", type=int, default=0,
+                     help="with --seeds: runs at once, each in its own process (default 1). On CPU the cores are "
+                          "split between them; on a GPU they share it and fill its idle time")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 

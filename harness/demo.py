@@ -10,20 +10,12 @@ cores; ``--all`` runs :func:`all_strategies` (every registered sampler and ``uni
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import sys
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import torch
-
-from . import progress as progress_report
 from .compare import load_run, strategy_table, write_report
 from .config import Config, ConfigError, load_config
-from .runner import run_experiment
+from .pool import Job, plan_workers, run_jobs
 from .samplers import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,72 +50,31 @@ def demo_config(strategy: str, overrides: list[str] = ()) -> Config:
     return cfg
 
 
-def _run_one(name: str, run_dir: Path, overrides: list[str], threads: int = 0, queue=None) -> tuple[str, float]:
-    """One strategy's run; its progress goes to ``queue`` (a worker process) as (name, phase, done, total)."""
-    if threads:
-        torch.set_num_threads(threads)
-    if queue is not None:
-        progress_report.set_sink(progress_report.throttled(lambda *a: queue.put((name, *a))))
-    start = time.perf_counter()
-    run_experiment(demo_config(name, overrides), run_dir, progress=False)
-    return name, time.perf_counter() - start
-
-
-def _drain(queue, board: progress_report.Board) -> None:
-    while True:
-        item = queue.get()
-        if item is None:
-            return
-        board.update(*item)
-
-
 def run_demo(out: str | Path, strategies: list[str] | None = None, overrides: list[str] = (),
              progress: bool = True, workers: int = 0, threads: int = 0) -> tuple[list[Path], str]:
     """Run (or resume) the demo into ``out``/STRATEGY, then write ``out``/compare; returns (paths, the compact
     table as text).
 
     ``strategies``: default :data:`DEFAULT`. ``workers`` strategies train at once in separate processes (0 = one
-    per CPU core), each with ``threads`` torch threads (0 = cores // workers, at least 1). Every run is seeded,
-    so the worker count changes only the wall time. With ``progress`` a line per unfinished strategy (phase,
-    step, ETA) is printed every 5 s.
+    per CPU core), each with ``threads`` torch threads (0 = cores // workers, at least 1): :mod:`harness.pool`.
+    Every run is seeded, so the worker count changes only the wall time. With ``progress`` a line per unfinished
+    strategy (phase, step, ETA) is printed every 5 s. The runs go to the config's device (``run.device``, CPU in
+    the demo config): with ``--set run.device='cuda'`` the workers share one GPU.
     """
     out = Path(out)
     names = list(dict.fromkeys(strategies or DEFAULT))
-    for name in names:
-        demo_config(name, overrides)  # a bad name or override fails now, not in a worker
+    configs = {name: demo_config(name, overrides) for name in names}  # a bad name or override fails now
     todo = [n for n in names if not (out / n / "metrics.json").exists()]
     for name in names:
         if name not in todo:
             print(f"demo: {name}: finished earlier in {out / name}; not rerun (delete it to rerun)", file=sys.stderr)
-    cores = os.cpu_count() or 1
-    workers = min(workers or cores, len(todo)) if todo else 0
-    threads = threads or max(1, cores // max(workers, 1))
-    print(f"demo: {len(todo)} strategies ({', '.join(todo)}), {max(workers, 1)} at a time, {threads} thread(s) "
-          "each", file=sys.stderr)
-    board = progress_report.Board(todo or names, every=5.0 if progress else None)
-    with board:
-        if workers <= 1:
-            for name in todo:
-                progress_report.set_sink(lambda *a, name=name: board.update(name, *a))
-                try:
-                    _, seconds = _run_one(name, out / name, list(overrides), threads)
-                finally:
-                    progress_report.set_sink(None)
-                board.finish(name, seconds)
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                queue = manager.Queue()
-                drain = threading.Thread(target=_drain, args=(queue, board), daemon=True)
-                drain.start()
-                futures = [pool.submit(_run_one, n, out / n, list(overrides), threads, queue) for n in todo]
-                try:
-                    for fut in as_completed(futures):
-                        name, seconds = fut.result()
-                        board.finish(name, seconds)
-                finally:
-                    queue.put(None)
-                    drain.join()
+    if todo:
+        workers, threads = plan_workers(len(todo), workers, threads)
+        print(f"demo: {len(todo)} strategies ({', '.join(todo)}), {workers} at a time, {threads} thread(s) "
+              "each", file=sys.stderr)
+        _, errors = run_jobs([Job(n, configs[n], out / n) for n in todo], workers, threads, progress, prefix="demo")
+        if errors:
+            raise RuntimeError(f"{len(errors)} demo run(s) failed: " + "; ".join(errors.values()))
     run_dirs = [out / n for n in names]
     records = [load_run(d) for d in run_dirs]
     paths = write_report(records, out / "compare")

@@ -51,10 +51,11 @@ class Board:
     per started, unfinished job: ``NAME  PHASE  DONE/TOTAL  ETA``, with the ETA from the phase's rate so far,
     and one line naming the jobs still waiting for a worker."""
 
-    def __init__(self, names: list[str], every: float | None = 5.0, stream: TextIO = sys.stderr,
+    def __init__(self, names: list[str], every: float | None = 5.0, stream: TextIO | None = None,
                  prefix: str = "demo"):
-        """``every = None``: no periodic lines (only :meth:`finish`'s)."""
-        self.names, self.every, self.stream, self.prefix = list(names), every, stream, prefix
+        """``every = None``: no periodic lines (only :meth:`finish`'s); ``stream``: default the current stderr."""
+        self.names, self.every, self.prefix = list(names), every, prefix
+        self.stream = sys.stderr if stream is None else stream
         self.state: dict[str, dict] = {n: {"phase": "waiting", "done": 0, "total": 0} for n in names}
         self.lock, self.stop_event = threading.Lock(), threading.Event()
         self.start = time.monotonic()
@@ -72,6 +73,11 @@ class Board:
         with self.lock:
             self.state[name].update(phase="done", seconds=seconds)
         self._print(f"{self.prefix}: {name}: done in {seconds:.0f} s")
+
+    def fail(self, name: str) -> None:
+        with self.lock:
+            self.state[name].update(phase="done")
+        self._print(f"{self.prefix}: {name}: failed")
 
     def lines(self) -> list[str]:
         now, width = time.monotonic(), max(len(n) for n in self.names)

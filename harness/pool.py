@@ -1,0 +1,112 @@
+"""Several runs at once on one machine, each in its own process: the demo's strategies, the seeds of ``run --seeds``.
+
+On CPU, ``workers`` processes of ``threads`` torch threads each (``cores // workers`` by default) never oversubscribe
+the cores. On a GPU the processes share the device: a supernet step there is bound by kernel launches from the host
+(reports/perf/README.md), so one run leaves the GPU mostly idle and several runs fill it. Every run is seeded and
+resumable, so the worker count changes only the wall time, never a run's numbers.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import progress as progress_report
+from .config import Config
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: its name on the progress board, its resolved config and its run directory."""
+    name: str
+    config: Config
+    run_dir: Path
+
+
+def plan_workers(n_jobs: int, workers: int = 0, threads: int = 0) -> tuple[int, int]:
+    """``(workers, threads)``: ``workers`` runs at once (0 = one per CPU core, never more than the jobs), each with
+    ``threads`` torch threads (0 = cores // workers, at least 1)."""
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers or cores, n_jobs))
+    return workers, threads or max(1, cores // workers)
+
+
+def _run_one(job: Job, threads: int, queue=None) -> tuple[str, float]:
+    """One run; in a worker process its progress goes to ``queue`` as (name, phase, done, total)."""
+    from .runner import run_experiment
+
+    torch.set_num_threads(threads)
+    if queue is not None:
+        progress_report.set_sink(progress_report.throttled(lambda *a: queue.put((job.name, *a))))
+    start = time.perf_counter()
+    try:
+        run_experiment(job.config, job.run_dir, progress=False)
+    except Exception as exc:  # the traceback stays with the run; the pool goes on with the others
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / "error.txt").write_text(traceback.format_exc())
+        raise RuntimeError(f"{job.name}: {type(exc).__name__}: {exc} (traceback in {job.run_dir / 'error.txt'})") \
+            from None
+    return job.name, time.perf_counter() - start
+
+
+def _drain(queue, board: progress_report.Board) -> None:
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        board.update(*item)
+
+
+def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool = True,
+             prefix: str = "run") -> tuple[dict[str, float], dict[str, str]]:
+    """Run (or resume) ``jobs``, ``workers`` at a time in separate processes (:func:`plan_workers`; one worker runs
+    them here, one after another). With ``progress`` a line per unfinished job (phase, step, ETA) is printed every
+    5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``."""
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"job names must be distinct, got {names}")
+    workers, threads = plan_workers(len(jobs), workers, threads)
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    board = progress_report.Board(names, every=5.0 if progress else None, prefix=prefix)
+    with board:
+        if workers == 1:
+            for job in jobs:
+                progress_report.set_sink(lambda *a, name=job.name: board.update(name, *a))
+                try:
+                    seconds[job.name] = _run_one(job, threads)[1]
+                    board.finish(job.name, seconds[job.name])
+                except RuntimeError as exc:
+                    errors[job.name] = str(exc)
+                    board.fail(job.name)
+                finally:
+                    progress_report.set_sink(None)
+        else:
+            ctx = mp.get_context("spawn")  # CUDA cannot be shared with forked children
+            with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                queue = manager.Queue()
+                drain = threading.Thread(target=_drain, args=(queue, board), daemon=True)
+                drain.start()
+                futures = {pool.submit(_run_one, job, threads, queue): job.name for job in jobs}
+                try:
+                    for fut in as_completed(futures):
+                        try:
+                            name, seconds[futures[fut]] = fut.result()
+                            board.finish(name, seconds[name])
+                        except RuntimeError as exc:
+                            errors[futures[fut]] = str(exc)
+                            board.fail(futures[fut])
+                finally:
+                    queue.put(None)
+                    drain.join()
+    for message in errors.values():
+        print(f"{prefix}: failed: {message}", file=sys.stderr)
+    return seconds, errors
