@@ -109,6 +109,7 @@ class Norm:
         if mode not in MODES:
             raise ValueError(f"unknown BN mode {mode!r}; valid: {', '.join(MODES)}")
         self.mode, self.k = mode, k
+        self.groups = 1  # calibrate: calibration batches stacked in the forward (see _calibrate_groups)
         self._table = {} if table is None else table
         self._folded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._affines: dict[nn.BatchNorm2d, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -168,6 +169,27 @@ class Norm:
             self._affines[bn] = (scale, shift)
         return self._affines[bn]
 
+    def _calibrate_groups(self, bns: list[nn.BatchNorm2d], x: torch.Tensor, n: int, rows: list[Rows],
+                          weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+        """``calibrate`` with :attr:`groups` calibration batches of equal size stacked along the images of one
+        forward (CPU, one unit): each batch is normalised with its own statistics, and each enters the table as one
+        batch, as in separate forwards; the forward's other ops run once on all of them."""
+        if n != 1 or self.mode != "calibrate" or x.device.type != "cpu":
+            raise ValueError("stacked calibration batches need the CPU unit-by-unit mode (one unit per BN call)")
+        g, c, size = self.groups, bns[0].num_features, x.shape[0] // self.groups
+        means, variances = x.new_zeros(g, x.shape[1]), x.new_ones(g, x.shape[1])
+        out, scratch = torch.empty_like(x), x.new_empty(2, x.shape[1])
+        for i in range(g):  # a batch's rows are dense in any memory format: native BN straight into its rows
+            part = slice(i * size, (i + 1) * size)
+            torch.ops.aten.native_batch_norm.out(x[part], weight, bias, means[i], variances[i], True, 1.0, bns[0].eps,
+                                                 out=out[part], save_mean=scratch[0], save_invstd=scratch[1])
+        for j, (b, r) in enumerate(zip(bns, rows)):
+            items = self._pending.setdefault(b, [])
+            for i in range(g):
+                items.append((r.paths, means[i, j * c:(j + 1) * c].expand(len(r.at), c),
+                              variances[i, j * c:(j + 1) * c].expand(len(r.at), c)))
+        return out
+
     def __call__(self, bns: nn.BatchNorm2d | Sequence[nn.BatchNorm2d], x: torch.Tensor, n: int,
                  rows: Rows | Sequence[Rows]) -> torch.Tensor:
         """``x: (B * n, m * C, H, W)``, rows sample-major over ``n`` units (``rows``: the paths they stand for, one
@@ -199,6 +221,8 @@ class Norm:
                                 bn.eps).view_as(x)  # rm, rv: (n, m, C)
         # calibrate / train: batch statistics per unit; momentum 1 makes the buffers the batch mean and
         # the unbiased batch variance (what a running-statistics update uses)
+        if self.groups > 1:
+            return self._calibrate_groups(bns, x, n, rows, weight, bias)
         bm = torch.zeros(n * m * c, dtype=x.dtype, device=dev)
         bv = torch.ones(n * m * c, dtype=x.dtype, device=dev)
         out = F.batch_norm(xv, bm, bv, weight, bias, True, 1.0, bn.eps).view_as(x)

@@ -67,24 +67,41 @@ def default_arch_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 32
 
 
-def merge_batches(model: Supernet, batches: Sequence[Batch]) -> list[Batch]:
-    """On CPU, consecutive evaluation batches concatenated while a first-stage activation (``images x C x H x W``
-    floats) stays within half of :data:`harness.batched.HEAP_ALLOCATION_LIMIT` (so glibc recycles it), where every BN
-    normalises each image on its own (running statistics or a calibrated table: ``bn_policy`` other than
-    ``batch``): an image's logits then do not depend on which images share its forward, and larger forwards spread
-    the per-op cost over more images (reports/perf/README.md). Otherwise ``batches`` as they are."""
-    if model.bn_policy == "batch" or not batches or batches[0][0].device.type != "cpu":
-        return list(batches)
+def _stacks(model: Supernet, batches: Sequence[Batch], same_size: bool) -> list[list[Batch]]:
+    """Consecutive batches grouped while a first-stage activation (``images x C x H x W`` floats) of the group stays
+    within half of :data:`harness.batched.HEAP_ALLOCATION_LIMIT` (so glibc recycles it); with ``same_size`` only
+    batches of one size go together."""
     x0 = batches[0][0]
     per_image = model.subnets()[0].C * x0.shape[-2] * x0.shape[-1] * x0.element_size()
     limit = max(1, batched.HEAP_ALLOCATION_LIMIT // 2 // per_image)
-    merged: list[list[Batch]] = [[]]
+    groups: list[list[Batch]] = [[]]
     for x, y in batches:
-        if merged[-1] and sum(len(b[0]) for b in merged[-1]) + len(x) > limit:
-            merged.append([])
-        merged[-1].append((x, y))
+        group = groups[-1]
+        if group and (sum(len(b[0]) for b in group) + len(x) > limit or same_size and len(x) != len(group[0][0])):
+            groups.append(group := [])
+        group.append((x, y))
+    return groups
+
+
+def merge_batches(model: Supernet, batches: Sequence[Batch]) -> list[Batch]:
+    """On CPU, consecutive evaluation batches concatenated (:func:`_stacks`) where every BN normalises each image
+    on its own (running statistics or a calibrated table: ``bn_policy`` other than ``batch``): an image's logits
+    then do not depend on which images share its forward, and larger forwards spread the per-op cost over more
+    images (reports/perf/README.md). Otherwise ``batches`` as they are."""
+    if model.bn_policy == "batch" or not batches or batches[0][0].device.type != "cpu":
+        return list(batches)
     return [(torch.cat([x for x, _ in group]), torch.cat([y for _, y in group])) if len(group) > 1 else group[0]
-            for group in merged]
+            for group in _stacks(model, batches, same_size=False)]
+
+
+def stack_calibration(model: Supernet, batches: Sequence[Batch]) -> list[tuple[torch.Tensor, int]]:
+    """``(images, number of batches stacked in them)`` per calibration forward: on CPU, consecutive batches of one
+    size in one forward, each still normalised with its own statistics (:class:`harness.batched.Norm`'s
+    ``groups``); elsewhere one forward per batch."""
+    if not batches or batches[0][0].device.type != "cpu":
+        return [(x, 1) for x, _ in batches]
+    return [(torch.cat([x for x, _ in group]) if len(group) > 1 else group[0][0], len(group))
+            for group in _stacks(model, batches, same_size=True)]
 
 
 @torch.no_grad()
@@ -97,7 +114,8 @@ def evaluate_paths(model: Supernet, archs: Sequence[Arch], batches: Sequence[Bat
     table = None
     if calib_batches:
         norm = batched.Norm("calibrate", k)
-        for x, _ in calib_batches:
+        for x, groups in stack_calibration(model, calib_batches):
+            norm.groups = groups
             batched.forward_paths(model, x, archs, norm)
         table = norm.table
     norm = batched.Norm("table" if table is not None else "eval", k, table)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from harness import batched
-from harness.estimate import estimate_archs, evaluate_arch, evaluate_paths, merge_batches, recalibrate_bn
+from harness.estimate import (estimate_archs, evaluate_arch, evaluate_paths, merge_batches, recalibrate_bn,
+                              stack_calibration)
 from harness.fewshot import FewShotSupernet
 from harness.samplers import SAMPLERS
 from harness.space import Arch, CellPath, random_arch
@@ -365,3 +366,24 @@ def test_keeping_freed_memory_is_idempotent():
     assert batched.keep_freed_memory() is first
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert first  # glibc accepted both settings
+
+
+def test_stacked_calibration_batches_each_keep_their_own_statistics(monkeypatch):
+    """On CPU, calibration batches of one size go through one forward, each still normalised with its own batch
+    statistics and counted as one batch in the table: the same scores as one forward per batch (and as eager)."""
+    m = model("recalibrate", "cpu")
+    gen = torch.Generator().manual_seed(1)
+    calib = [(torch.randn(n, 3, 16, 16, generator=gen), None) for n in (32, 32, 32, 16)]
+    assert [g for _, g in stack_calibration(m, calib)] == [3, 1]  # a batch of another size goes alone
+    batches = [(torch.randn(64, 3, 16, 16, generator=gen), torch.randint(0, 10, (64,), generator=gen))]
+    paths = archs(6, seed=3)
+    stacked = evaluate_paths(m, paths, batches, calib)
+    monkeypatch.setattr("harness.estimate.stack_calibration", lambda model, bs: [(x, 1) for x, _ in bs])
+    one_by_one = evaluate_paths(m, paths, batches, calib)
+    close(stacked[:, 1], one_by_one[:, 1], rtol=1e-6)
+    want = []
+    for a in paths:
+        ref = copy.deepcopy(m)
+        recalibrate_bn(ref, a, calib)
+        want.append(evaluate_arch(ref, a, batches))
+    close(stacked[:, 1], torch.stack(want)[:, 1])
