@@ -549,3 +549,54 @@ def test_uniform_alpha_after_a_round_draws_and_weighs_only_alive_ops():
         dead = [o for o in range(NUM_OPS) if o not in ops]
         assert torch.all(probs[e, dead] == 0) and probs[e, ops].sum().item() == pytest.approx(1.0)
     assert all(op in ops for op, ops in zip(s.derived(), allowed))
+
+
+def test_unrolled_darts_gradient_is_darts_eq_7_8_with_no_host_read(monkeypatch):
+    """The second-order gradient against DARTS eq. 7-8 written out here with functional calls, in float64:
+    d/d alpha L_val(w', alpha) - lr * (d/d alpha L_train(w+, alpha) - d/d alpha L_train(w-, alpha)) / (2 eps), with
+    w' = w - lr * grad_w L_train(w, alpha), w+- = w +- eps * grad_w' L_val(w', alpha), eps = 0.01 / that gradient's
+    norm. And it reads nothing back to the host on the way (each such read is a GPU sync, formerly one per
+    parameter and step): float() and item() of a tensor fail the test. (The finite difference is no stand-in for
+    the exact mixed derivative here: BN on tiny batches bends the loss within eps, as in the official code.)"""
+    net = _net(seed=1).double()
+    s = DARTSSampler(unrolled=True)
+    s.attach(net, _batches(seed=2), steps=10, seed=0)
+    s.alpha = torch.nn.Parameter(s.alpha.detach().double() + 0.3 * torch.randn(s.alpha.shape, dtype=torch.float64))
+    lr = 0.2
+    opt, _ = make_optimizer(net, TrainSection(lr=lr, lr_min=lr, weight_decay=0.0), 10)
+    x, y = next(_batches(seed=3))
+    xs, ys = next(_batches(seed=4))
+    x, xs = x.double(), xs.double()
+
+    class Weighted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images, weights):
+            return self.net.forward_weighted(images, weights)
+
+    w = {n: p.detach().clone().requires_grad_() for n, p in net.named_parameters()}
+    names = list(w)
+
+    def loss(weights: dict, images, labels, alpha):
+        logits = torch.func.functional_call(Weighted(), {f"net.{n}": v for n, v in weights.items()},
+                                            (images, alpha.softmax(-1)))
+        return F.cross_entropy(logits, labels)
+
+    g_train = torch.autograd.grad(loss(w, x, y, s.alpha.detach()), list(w.values()), allow_unused=True)
+    w = {n: v.detach() for n, v in w.items()}
+    virtual = {n: (w[n] - lr * g if g is not None else w[n].clone()).requires_grad_() for n, g in zip(names, g_train)}
+    grads = torch.autograd.grad(loss(virtual, xs, ys, s.alpha), [s.alpha, *virtual.values()], allow_unused=True)
+    d_alpha = grads[0]
+    d_w = {n: g if g is not None else torch.zeros_like(w[n]) for n, g in zip(names, grads[1:])}
+    eps = 0.01 / torch.cat([g.flatten() for g in d_w.values()]).norm()
+    plus, minus = ({n: w[n] + sign * eps * d_w[n] for n in names} for sign in (1, -1))
+    (g_plus,) = torch.autograd.grad(loss(plus, x, y, s.alpha), s.alpha)
+    (g_minus,) = torch.autograd.grad(loss(minus, x, y, s.alpha), s.alpha)
+    want = d_alpha - lr * (g_plus - g_minus) / (2 * eps)
+    for method in ("__float__", "item"):
+        monkeypatch.setattr(torch.Tensor, method, lambda self, method=method: pytest.fail(f"a host read: {method}"))
+    got = s.unrolled_grad(net, x, y, xs, ys, opt)
+    monkeypatch.undo()
+    assert torch.allclose(got, want, rtol=1e-8, atol=1e-10 * want.abs().max().item())

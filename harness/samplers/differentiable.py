@@ -181,13 +181,13 @@ class DARTSSampler(DifferentiableSampler):
         eps = 0.01 / (torch.cat([g.flatten() for g in d_w]).norm() + 1e-12)
 
         def train_grad_alpha(sign: float) -> torch.Tensor:
+            # w +- eps * dw with eps on the device: no host read (it was one per parameter and step, ~800 on a GPU)
+            step = torch._foreach_mul(d_w, sign * eps)
             with torch.no_grad():
-                for p, g in zip(params, d_w):
-                    p.add_(g, alpha=float(sign * eps))
+                torch._foreach_add_(params, step)
             (g_a,) = torch.autograd.grad(F.cross_entropy(_forward(model, x, self.alpha), y), self.alpha)
             with torch.no_grad():
-                for p, g in zip(params, d_w):
-                    p.sub_(g, alpha=float(sign * eps))
+                torch._foreach_sub_(params, step)
             return g_a
 
         implicit = (train_grad_alpha(1.0) - train_grad_alpha(-1.0)) / (2 * eps)
