@@ -16,6 +16,10 @@ How it works:
   added back with ``index_add``). An op that the single path would not call (``none``, an op on a node that is
   still zero where zero is absorbing) is not called for that path here either, so a parameter gets a gradient
   exactly when some path's single-path forward would have given it one.
+* On CPU outside training (``split``) the search cells run unit by unit instead (:class:`_UnitCell`): every
+  distinct value is a dense tensor of its own, computed on demand and freed after its last use, and after the first
+  cell each distinct value goes through the rest of the network on its own. Where a BN normalises with fixed
+  statistics it is folded into the convolution before it (:meth:`Norm.folded`).
 
 BN statistics follow one of four modes (:class:`Norm`):
 
@@ -118,6 +122,8 @@ class Norm:
 
     @property
     def table(self) -> dict:
+        """BN -> ``[sum of means (K, C), sum of unbiased variances (K, C), batches per path (K,)]``, with every
+        pending calibration call added."""
         for b, items in self._pending.items():
             x = items[0][1]
             entry = self._table.get(b)

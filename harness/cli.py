@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.seeds is not None:
         return _run_seeds(args)
-    if args.jobs:
+    if args.jobs != 1:
         raise ConfigError("--jobs runs several seeds at once: give them with --seeds, e.g. --seeds 0,1,2 --jobs 3")
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -77,14 +77,14 @@ def _run_seeds(args: argparse.Namespace) -> int:
     seeds = _int_list(args.seeds, "--seeds")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {args.seeds!r} repeats a seed; each seed runs once")
-    if args.jobs < 0:
-        raise ConfigError(f"--jobs {args.jobs}: must be >= 0 (0 = one at a time)")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: must be >= 1 (1 = one at a time)")
     configs = {s: load_config(args.config, [*_overrides(args), f"run.seed={s}"]) for s in seeds}  # checked first
     name = configs[seeds[0]].run.name
     out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out, "run directory")
     jobs = [Job(f"seed-{s}", configs[s], out / f"seed-{s}") for s in seeds]
-    _, errors = run_jobs(jobs, workers=args.jobs or 1, progress=not args.quiet)
+    _, errors = run_jobs(jobs, workers=args.jobs, progress=not args.quiet)
     finished = [load_run(job.run_dir) for job in jobs if job.name not in errors]
     for record in finished:
         summary = {k: record.metrics[k]["value"] for k in ("kendall_tau", "spearman", "precision_top5pct", "regret_top1")}
@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="torch CPU threads, as run.threads (default: all cores, split "
                                                  "between --jobs)")
     run.add_argument("--seeds", metavar="S,S,...", help="run the config once per seed (run.seed), into OUT/seed-S")
-    run.add_argument("--jobs", type=int, default=0,
-                     help="with --seeds: runs at once, each in its own process (default 1). On CPU the cores are "
+    run.add_argument("--jobs", type=int, default=1,
+                     help="with --seeds: runs at once, each in its own process (default: 1). On CPU the cores are "
                           "split between them; on a GPU they share it and fill its idle time")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)

@@ -71,7 +71,7 @@ def test_a_failed_run_leaves_its_traceback_and_the_others_finish(tmp_path, capfd
     (["--jobs", "2"], "give them with --seeds"),
     (["--seeds", "0,0"], "repeats a seed"),
     (["--seeds", "0,x"], "comma-separated integers"),
-    (["--seeds", "0,1", "--jobs", "-1"], "must be >= 0"),
+    (["--seeds", "0,1", "--jobs", "0"], "must be >= 1"),
     (["--seeds", "0,1", "--set", "train.lr=-1"], "lr"),
 ])
 def test_bad_seed_options_fail_in_one_line_before_any_run(tmp_path, capsys, extra, message):
