@@ -73,7 +73,7 @@ def _paired(eager, batched_fn, reps: int) -> dict:
     ratios = [e / b for e, b in zip(te, tb)]
     return {"eager_s": statistics.median(te), "batched_s": statistics.median(tb),
             "speedup_vs_eager": statistics.median(ratios), "speedup_lowest": min(ratios),
-            "speedup_highest": max(ratios), "rounds": reps}
+            "speedup_highest": max(ratios), "rounds": reps, "speedup_per_round": ratios}
 
 
 def _batches(n_images: int, seed: int = 0) -> list:
@@ -149,7 +149,7 @@ def test_estimation_speedup_vs_eager(benchmark, images, bn_policy, workload):
     def run(engine):
         return lambda: estimate_archs(model, archs, eval_batches, calib, progress=False, engine=engine)
 
-    reps = 1 if benchmark.disabled else (3 if images > 512 else 9)
+    reps = 1 if benchmark.disabled else (3 if images > 512 else 15)
     t = _paired(run("eager"), run("batched"), reps)
     benchmark.extra_info.update(_device_info(), images=images, bn_policy=bn_policy, workload=workload,
                                 archs_per_call=n_archs, eager_archs_per_s=n_archs / t["eager_s"],
