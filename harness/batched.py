@@ -145,7 +145,7 @@ class Norm:
         for the life of this object: the model must not change meanwhile (as in one estimation call)."""
         bn = bns[0]
         if not (bn.track_running_stats and bn.running_mean is not None) or n != 1 or \
-                self.mode not in ("eval", "table"):
+                self.mode not in ("eval", "table") or torch.is_grad_enabled():  # a cache must not hold a graph
             return None
         reps = [r.reps[0] for r in rows] if self.mode == "table" else [None] * len(bns)
         key = (tuple(map(id, convs)), tuple(map(id, bns)), tuple(reps))
@@ -216,6 +216,9 @@ class Norm:
             weight = None if weight is None else weight.repeat(n)
             bias = None if bias is None else bias.repeat(n)
         xv = x.view(x.shape[0] // n, n * m * c, *x.shape[2:]) if n > 1 else x
+        if not tracked and self.groups > 1:
+            raise ValueError("stacked calibration batches need BNs with running statistics (bn_policy 'batch' "
+                             "normalises each batch on its own: one forward per batch)")
         if not tracked or self.mode == "eval":
             return F.batch_norm(xv, None, None, weight, bias, True, 0.0, bn.eps).view_as(x)
         dev = x.device

@@ -93,9 +93,11 @@ def _run_seeds(args: argparse.Namespace) -> int:
     if finished:
         print(to_markdown(strategy_table(finished)), file=sys.stderr)
     if errors:
-        print(f"nb201-harness: {len(errors)} of {len(jobs)} runs failed; rerun the same command to resume them",
-              file=sys.stderr)
-        return 1
+        bug = any(e.bug for e in errors.values())
+        why = "a bug in the harness: see the tracebacks" if bug else "bad input or environment"
+        print(f"nb201-harness: {len(errors)} of {len(jobs)} runs failed ({why}); rerun the same command to resume "
+              "them", file=sys.stderr)
+        return EXIT_BUG if bug else EXIT_USER
     return 0
 
 
@@ -311,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="TOML config (see configs/)")
     run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
     run.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP); an unfinished one is resumed")
-    run.add_argument("--threads", type=int, help="torch CPU threads, as run.threads (default: all cores, split "
-                                                 "between --jobs)")
+    run.add_argument("--threads", type=int, help="torch CPU threads of each run, as run.threads (default: all "
+                                                 "cores, split between --jobs)")
     run.add_argument("--seeds", metavar="S,S,...", help="run the config once per seed (run.seed), into OUT/seed-S")
     run.add_argument("--jobs", type=int, default=1,
                      help="with --seeds: runs at once, each in its own process (default: 1). On CPU the cores are "
@@ -464,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
               "atomic); rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if not isinstance(exc, user_errors()):
+        from .pool import RunFailed
+
+        if isinstance(exc, RunFailed) and exc.bug or not isinstance(exc, (*user_errors(), RunFailed)):
             traceback.print_exc()
             print(f"nb201-harness: unexpected error ({type(exc).__name__}): this is a bug in the harness; please "
                   "report it with the traceback above", file=sys.stderr)

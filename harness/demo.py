@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .compare import load_run, strategy_table, write_report
 from .config import Config, ConfigError, load_config
-from .pool import Job, plan_workers, run_jobs
+from .pool import Job, RunFailed, plan_workers, run_jobs
 from .samplers import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,8 @@ def run_demo(out: str | Path, strategies: list[str] | None = None, overrides: li
               "each", file=sys.stderr)
         _, errors = run_jobs([Job(n, configs[n], out / n) for n in todo], workers, threads, progress, prefix="demo")
         if errors:
-            raise RuntimeError(f"{len(errors)} demo run(s) failed: " + "; ".join(errors.values()))
+            raise RunFailed(f"{len(errors)} demo run(s) failed: " + "; ".join(map(str, errors.values())),
+                            bug=any(e.bug for e in errors.values()))
     run_dirs = [out / n for n in names]
     records = [load_run(d) for d in run_dirs]
     paths = write_report(records, out / "compare")

@@ -69,8 +69,9 @@ def default_arch_batch(device: torch.device) -> int:
 
 def _stacks(model: Supernet, batches: Sequence[Batch], same_size: bool) -> list[list[Batch]]:
     """Consecutive batches grouped while a first-stage activation (``images x C x H x W`` floats) of the group stays
-    within half of :data:`harness.batched.HEAP_ALLOCATION_LIMIT` (so glibc recycles it); with ``same_size`` only
-    batches of one size go together."""
+    within half of :data:`harness.batched.HEAP_ALLOCATION_LIMIT` (so glibc recycles it; the first cell's merged
+    convolutions, up to 3C channels wide, can still exceed the limit and are then mapped afresh); with
+    ``same_size`` only batches of one size go together."""
     x0 = batches[0][0]
     per_image = model.subnets()[0].C * x0.shape[-2] * x0.shape[-1] * x0.element_size()
     limit = max(1, batched.HEAP_ALLOCATION_LIMIT // 2 // per_image)
@@ -97,8 +98,9 @@ def merge_batches(model: Supernet, batches: Sequence[Batch]) -> list[Batch]:
 def stack_calibration(model: Supernet, batches: Sequence[Batch]) -> list[tuple[torch.Tensor, int]]:
     """``(images, number of batches stacked in them)`` per calibration forward: on CPU, consecutive batches of one
     size in one forward, each still normalised with its own statistics (:class:`harness.batched.Norm`'s
-    ``groups``); elsewhere one forward per batch."""
-    if not batches or batches[0][0].device.type != "cpu":
+    ``groups``); elsewhere, and where some BN keeps no running statistics (``bn_policy = "batch"``), one forward
+    per batch."""
+    if not batches or batches[0][0].device.type != "cpu" or model.bn_policy == "batch":
         return [(x, 1) for x, _ in batches]
     return [(torch.cat([x for x, _ in group]) if len(group) > 1 else group[0][0], len(group))
             for group in _stacks(model, batches, same_size=True)]

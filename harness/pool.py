@@ -23,6 +23,18 @@ from . import progress as progress_report
 from .config import Config
 
 
+class RunFailed(Exception):
+    """A run (or, from :func:`run_jobs`' callers, several) failed; its traceback is in its run directory.
+    ``bug``: the error was not one of the harness's user errors (bad input or environment: ``cli.user_errors``)."""
+
+    def __init__(self, message: str, bug: bool = False):
+        super().__init__(message, bug)  # both, so that it pickles back from a worker process
+        self.message, self.bug = message, bug
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True)
 class Job:
     """One run: its name on the progress board, its resolved config and its run directory."""
@@ -50,10 +62,12 @@ def _run_one(job: Job, threads: int, queue=None) -> tuple[str, float]:
     try:
         run_experiment(job.config, job.run_dir, progress=False)
     except Exception as exc:  # the traceback stays with the run; the pool goes on with the others
+        from .cli import user_errors
+
         job.run_dir.mkdir(parents=True, exist_ok=True)
         (job.run_dir / "error.txt").write_text(traceback.format_exc())
-        raise RuntimeError(f"{job.name}: {type(exc).__name__}: {exc} (traceback in {job.run_dir / 'error.txt'})") \
-            from None
+        raise RunFailed(f"{job.name}: {type(exc).__name__}: {exc} (traceback in {job.run_dir / 'error.txt'})",
+                        bug=not isinstance(exc, user_errors())) from None
     return job.name, time.perf_counter() - start
 
 
@@ -66,16 +80,17 @@ def _drain(queue, board: progress_report.Board) -> None:
 
 
 def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool = True,
-             prefix: str = "run") -> tuple[dict[str, float], dict[str, str]]:
+             prefix: str = "run") -> tuple[dict[str, float], dict[str, RunFailed]]:
     """Run (or resume) ``jobs``, ``workers`` at a time in separate processes (:func:`plan_workers`; one worker runs
     them here, one after another). With ``progress`` a line per unfinished job (phase, step, ETA) is printed every
-    5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``."""
+    5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``;
+    an error of the pool itself (a worker process that died) counts as a bug of every job it took."""
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be distinct, got {names}")
     workers, threads = plan_workers(len(jobs), workers, threads)
     seconds: dict[str, float] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, RunFailed] = {}
     board = progress_report.Board(names, every=5.0 if progress else None, prefix=prefix)
     with board:
         if workers == 1:
@@ -84,8 +99,8 @@ def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool
                 try:
                     seconds[job.name] = _run_one(job, threads)[1]
                     board.finish(job.name, seconds[job.name])
-                except RuntimeError as exc:
-                    errors[job.name] = str(exc)
+                except RunFailed as exc:
+                    errors[job.name] = exc
                     board.fail(job.name)
                 finally:
                     progress_report.set_sink(None)
@@ -101,8 +116,9 @@ def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool
                         try:
                             name, seconds[futures[fut]] = fut.result()
                             board.finish(name, seconds[name])
-                        except RuntimeError as exc:
-                            errors[futures[fut]] = str(exc)
+                        except Exception as exc:  # RunFailed, or a worker that died (BrokenProcessPool)
+                            errors[futures[fut]] = exc if isinstance(exc, RunFailed) else \
+                                RunFailed(f"{futures[fut]}: {type(exc).__name__}: {exc}", bug=True)
                             board.fail(futures[fut])
                 finally:
                     queue.put(None)

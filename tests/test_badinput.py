@@ -497,6 +497,15 @@ CLI_CASES = {  # id: (argv, exit status, message pattern)
     "arch-malformed": (["run", "{proj}/run.toml", "--set", "estimate.arch_list=['|nor_conv_3x3~0|']", "--out",
                         "{tmp}/r"], 2, r"arch"),
     "unknown-config-key": (["run", "{proj}/run.toml", "--set", "train.lrr=0.1"], 2, r"Did you mean 'lr'"),
+    "run-jobs-without-seeds": (["run", "{proj}/run.toml", "--jobs", "2", "--out", "{tmp}/r"], 2,
+                               r"--jobs runs several seeds at once: give them with --seeds"),
+    "run-seeds-repeated": (["run", "{proj}/run.toml", "--seeds", "0,0", "--out", "{tmp}/r"], 2, r"repeats a seed"),
+    "run-seeds-not-integers": (["run", "{proj}/run.toml", "--seeds", "0,x", "--out", "{tmp}/r"], 2,
+                               r"--seeds '0,x': expected comma-separated integers"),
+    "run-jobs-0": (["run", "{proj}/run.toml", "--seeds", "0,1", "--jobs", "0", "--out", "{tmp}/r"], 2,
+                   r"--jobs 0: must be >= 1"),
+    "run-seeds-bad-override": (["run", "{proj}/run.toml", "--seeds", "0,1", "--set", "train.lr=-1", "--out",
+                                "{tmp}/r"], 2, r"lr"),
 }
 
 

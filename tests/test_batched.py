@@ -361,11 +361,25 @@ def test_estimation_merges_batches_only_where_bn_is_per_image():
         assert g["loss"] == pytest.approx(w["loss"], rel=1e-5)
 
 
-def test_keeping_freed_memory_is_idempotent():
-    first = batched.keep_freed_memory()
-    assert batched.keep_freed_memory() is first
+def test_keeping_freed_memory_takes_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert first  # glibc accepted both settings
+        assert batched.keep_freed_memory()  # glibc accepted both settings
+    monkeypatch.setattr(batched, "_KEEPS_FREED_MEMORY", False)
+    monkeypatch.setattr(batched.sys, "platform", "darwin")
+    monkeypatch.setattr(batched.ctypes, "CDLL", lambda *a: pytest.fail("libc touched off Linux"))
+    assert batched.keep_freed_memory() is False
+
+
+def test_stacked_calibration_is_refused_where_bn_keeps_no_statistics():
+    """With bn_policy 'batch' every batch is normalised on its own, so calibration batches are never stacked; a
+    stacked forward forced through anyway is refused rather than normalised across batches."""
+    m = model("batch", "cpu")
+    calib = [(torch.randn(16, 3, 16, 16), None) for _ in range(3)]
+    assert [g for _, g in stack_calibration(m, calib)] == [1, 1, 1]
+    norm = batched.Norm("calibrate", 2)
+    norm.groups = 3
+    with pytest.raises(ValueError, match="running statistics"), torch.no_grad():
+        batched.forward_paths(m, torch.cat([x for x, _ in calib]), archs(2), norm)
 
 
 def test_stacked_calibration_batches_each_keep_their_own_statistics(monkeypatch):

@@ -1,4 +1,5 @@
-"""Several runs at once (harness/pool.py): `run --seeds --jobs` and the demo's workers."""
+"""Several runs at once (harness/pool.py): `run --seeds --jobs` and the demo's workers. Bad `--seeds` and
+`--jobs` values are in tests/test_badinput.py (CLI_CASES)."""
 import json
 
 import pandas as pd
@@ -55,27 +56,25 @@ def test_seeds_at_once_equal_the_same_runs_one_by_one(tmp_path, capsys):
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_failed_run_leaves_its_traceback_and_the_others_finish(tmp_path, capfd, jobs):
     """seed-1's directory holds another experiment's unfinished run, so that run refuses to start; seed-0 still
-    finishes, the error and its traceback stay in seed-1, and the exit code says a run failed."""
+    finishes, the error and its traceback stay in seed-1, and the exit code is a user error's (2), as for one run."""
     out = tmp_path / "runs"
     assert main(_args("--seeds", "1", "--set", "train.lr=0.5", "--out", str(out))) == 0
     (out / "seed-1" / "metrics.json").unlink()  # now an unfinished run of a different config
     capfd.readouterr()
-    assert main(_args("--seeds", "0,1", "--jobs", str(jobs), "--out", str(out))) == 1
+    assert main(_args("--seeds", "0,1", "--jobs", str(jobs), "--out", str(out))) == 2  # bad input: a user error
     err = capfd.readouterr().err
-    assert "seed-1: failed" in err and "1 of 2 runs failed" in err and "different config" in err
+    assert "seed-1: failed" in err and "1 of 2 runs failed (bad input" in err and "different config" in err
     assert (out / "seed-0" / "metrics.json").exists() and not (out / "seed-1" / "metrics.json").exists()
     assert "RunDirError" in (out / "seed-1" / "error.txt").read_text()
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--jobs", "2"], "give them with --seeds"),
-    (["--seeds", "0,0"], "repeats a seed"),
-    (["--seeds", "0,x"], "comma-separated integers"),
-    (["--seeds", "0,1", "--jobs", "0"], "must be >= 1"),
-    (["--seeds", "0,1", "--set", "train.lr=-1"], "lr"),
-])
-def test_bad_seed_options_fail_in_one_line_before_any_run(tmp_path, capsys, extra, message):
-    assert main(_args(*extra, "--out", str(tmp_path / "x"))) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "x").exists()
+def test_a_demo_run_refusing_bad_input_is_a_user_error(tmp_path, capsys):
+    """A run of the demo that fails on bad input (its directory holds another experiment's unfinished run) ends the
+    demo with the user-error status and one line, not as a harness bug."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--strategy", "params", "--quiet", "--set", "metrics.bootstrap=50"]) == 0
+    (out / "params" / "metrics.json").unlink()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--strategy", "params", "--quiet", "--set", "metrics.bootstrap=60"]) == 2
+    err = capsys.readouterr().err
+    assert "nb201-harness: error: 1 demo run(s) failed: params: RunDirError" in err and "Traceback" not in err
