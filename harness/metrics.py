@@ -26,6 +26,18 @@ def _constant(est: np.ndarray, gt: np.ndarray) -> bool:
     return bool(np.ptp(est) == 0 or np.ptp(gt) == 0)
 
 
+def undefined_last(score) -> np.ndarray:
+    """``score`` with every undefined (non-finite) value replaced by one value below all others: an estimator's
+    undefined scores rank last, tied (as a run scores them)."""
+    score = np.asarray(score, dtype=float)
+    undefined = ~np.isfinite(score)
+    if not undefined.any():
+        return score
+    out = score.copy()
+    out[undefined] = (score[~undefined].min() - 1.0) if (~undefined).any() else 0.0
+    return out
+
+
 def kendall_tau(est, gt) -> float:
     """Kendall tau-b (handles ties); NaN when either side is constant."""
     est, gt = _check(est, gt)

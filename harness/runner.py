@@ -43,7 +43,7 @@ from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
 from .fewshot import FewShotSupernet
 from .groundtruth import GTQuery, load_ground_truth
 from .io import check_writable, save_torch, write_csv, write_json, write_text
-from .metrics import kendall_tau, ranking_report, spearman
+from .metrics import kendall_tau, ranking_report, spearman, undefined_last
 from .phases import Hooks, check_schedule, target_reached, train_supernet
 from .safeload import load_torch, trusting
 from .search import AlphaMonitor, MonitorGroup, search_report
@@ -427,9 +427,7 @@ def _run_estimator(cfg: Config, out: Path, status: str, device: torch.device, gt
     write_csv(out / "estimates.csv", frame)
     score = frame["estimate"].to_numpy(dtype=float)
     undefined = ~np.isfinite(score)
-    ranked = score.copy()
-    if undefined.any():  # ranked last, tied
-        ranked[undefined] = (np.nanmin(score[~undefined]) - 1.0) if (~undefined).any() else 0.0
+    ranked = undefined_last(score)
     seconds = float(frame["seconds"].sum())
     name = cfg.estimator["name"]
     metrics = {

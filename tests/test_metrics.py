@@ -96,3 +96,10 @@ def test_ties_in_the_ground_truth_share_the_top_slots():
     assert M.precision_at_top(e, g, 5) == pytest.approx(1 / 3)
     assert M.regret(e, g) == 0.0
     assert M.top_inclusion(np.array([3.0, 1.0, 1.0, 1.0, 0.0]), 2).tolist() == pytest.approx([1, 1 / 3, 1 / 3, 1 / 3, 0])
+
+
+def test_undefined_scores_rank_last_and_tied():
+    out = M.undefined_last([3.0, float("nan"), 1.0, float("inf")])
+    assert out.tolist() == [3.0, 0.0, 1.0, 0.0]  # one below the lowest defined score, 1.0
+    assert M.undefined_last([float("nan")] * 2).tolist() == [0.0, 0.0]
+    assert M.undefined_last([2.0, 5.0]).tolist() == [2.0, 5.0]
