@@ -41,7 +41,13 @@ class RunSection:
 @dataclass
 class DataSection:
     train_path: str = ""  # zip/folder of class subfolders, or "cifar10:ROOT" (official python format)
-    split_file: str = ""  # NB201's cifar-split.txt; only valid when train_path keeps CIFAR's original order
+    # where the held-out (validation) images come from: "train" = a split of the training set (NB201's cifar10-valid
+    # protocol; split_file = cifar-split.txt); "test" = train on the whole training set, hold out the x-valid half
+    # of the test set (NB201's cifar100 / ImageNet16-120 protocol; split_file = cifar100-test-split.txt or
+    # imagenet-16-120-test-split.txt)
+    holdout: str = "train"
+    test_path: str = ""  # the test set with holdout = "test"; "" = train_path's test split (official formats only)
+    split_file: str = ""  # NB201's split file (see holdout); only valid when the images keep the official order
     original_order: bool = False  # set true for the official CIFAR files
     split_seed: int = 0  # seed of the class-stratified 25k/25k fallback split
     resolution: int = 0  # 0 = native (32); smaller values downsample once (CPU-sized runs)
@@ -232,13 +238,14 @@ EXECUTION_KEYS = (("run", "trust_pickle"), ("run", "threads"), ("estimate", "eng
                   ("train", "engine"))
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
-ADDED_KEYS = {("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
+ADDED_KEYS = {("data", "holdout"): "train", ("data", "test_path"): "", ("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
               ("split", "schedule"): "continue"}
 SPLIT_SCHEDULES = ("continue", "fresh")
 ENGINES = ("batched", "eager")  # harness/batched.py or one path at a time ([estimate] engine, [train] engine)
 # keys holding file paths: resolved against the config file's folder (overrides: the current directory)
-PATH_KEYS = (("data", "train_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
-_SCHEMES = ("cifar10", "cifar100")  # "cifar10:ROOT": the path is ROOT
+PATH_KEYS = (("data", "train_path"), ("data", "test_path"), ("data", "split_file"), ("data", "cache_dir"), ("groundtruth", "source"))
+_SCHEMES = ("cifar10", "cifar100", "imagenet16-120")  # "cifar10:ROOT": the path is ROOT
+HOLDOUTS = ("train", "test")
 
 
 def _split_scheme(value: str) -> tuple[str, str]:
@@ -373,6 +380,8 @@ def _check_paths(cfg: "Config") -> None:
     """Paths that must exist do (empty ones are reported by the command that needs them)."""
     d, g = cfg.data, cfg.groundtruth
     check_data_spec(d.train_path, "[data] train_path")
+    if d.test_path:
+        check_data_spec(d.test_path, "[data] test_path")
     for section, key, value in (("data", "split_file", d.split_file), ("groundtruth", "source", g.source)):
         if value and not Path(value).is_file():
             raise ConfigError(f"[{section}] {key}: {value} is not a file" + ("" if not Path(value).exists() else
@@ -478,6 +487,15 @@ def _validate(cfg: Config) -> Config:
 
     if cfg.supernet.bn_policy not in BN_POLICIES:
         raise ConfigError(f"[supernet] bn_policy = {cfg.supernet.bn_policy!r}; valid: {', '.join(BN_POLICIES)}")
+    if cfg.data.holdout not in HOLDOUTS:
+        raise ConfigError(f"[data] holdout = {cfg.data.holdout!r}; valid: {', '.join(HOLDOUTS)} (where the held-out "
+                          "images come from: a split of the training set, or the x-valid half of the test set)")
+    if cfg.data.test_path and cfg.data.holdout != "test":
+        raise ConfigError("[data] test_path is read only with holdout = 'test'; set holdout = 'test' or remove it")
+    if cfg.data.holdout == "test" and cfg.data.train_path and not cfg.data.test_path \
+            and not _split_scheme(cfg.data.train_path)[0]:
+        raise ConfigError("[data] holdout = 'test' needs [data] test_path, the test set (a zip or folder of class "
+                          "subfolders): only the official formats (cifar100:ROOT, imagenet16-120:ROOT) hold both splits")
     if cfg.estimate.archs not in ARCH_SETS:
         raise ConfigError(f"[estimate] archs = {cfg.estimate.archs!r}; valid: {', '.join(ARCH_SETS)}")
     if cfg.estimate.sample_pool not in ("unique", "all"):

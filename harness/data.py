@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 import zipfile
@@ -256,9 +257,54 @@ def load_cifar_python(root: str | os.PathLike, name: str, split: str) -> ImageSe
     return ImageSet(images, labels, classes, f"{name}:{base.resolve()}:{split}")
 
 
+# ----------------------------------------------------------------------------- official ImageNet16 format
+
+IMAGENET16_FILES = {"train": [f"train_data_batch_{i}" for i in range(1, 11)], "test": ["val_data"]}
+IMAGENET16_FOLDER = "ImageNet16"
+_IMAGENET16 = re.compile(r"imagenet16-(\d+)$")
+
+
+def load_imagenet16(root: str | os.PathLike, split: str, classes: int = 120) -> ImageSet:
+    """Read the official downsampled-ImageNet 16x16 pickles (``train_data_batch_1..10``, ``val_data``) under
+    ``root`` (or ``root/ImageNet16``) as NB201 does (xautodl's ``datasets/DownsampledImageNet.py``): ``data`` is
+    (N, 768) uint8, channel-major 16x16; ``labels`` run 1..1000; only images labelled 1..``classes`` are kept, in
+    file order, and label ``L`` becomes class ``L - 1``. NB201's ImageNet16-120 is ``classes = 120``: 151,700
+    training and 6,000 test images."""
+    from .safeload import load_pickle
+
+    if split not in IMAGENET16_FILES:
+        raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
+    if not 0 < classes < 1000:
+        raise DataError(f"ImageNet16 keeps 1..999 of its 1,000 classes, not {classes}")
+    root = Path(root).expanduser()
+    base = root / IMAGENET16_FOLDER if (root / IMAGENET16_FOLDER).is_dir() else root
+    files = IMAGENET16_FILES[split]
+    if missing := [f for f in files if not (base / f).is_file()]:
+        raise DataError(f"imagenet16-{classes}: no official ImageNet16 files at {base} (missing "
+                        f"{', '.join(missing)}). Download the 16x16 downsampled ImageNet pickles (see data/README.md) "
+                        f"and give the folder that holds them as 'imagenet16-{classes}:ROOT'")
+    images, labels = [], []
+    for f in files:
+        entry = load_pickle(base / f, "ImageNet16 batch", encoding="latin1")  # numpy arrays only: no code
+        try:
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            lab = np.asarray(entry["labels"], dtype=np.int64)
+        except (TypeError, KeyError, IndexError, ValueError) as exc:
+            raise DataError(f"{base / f}: not an ImageNet16 batch (a dict with data and labels): {exc!r}") from exc
+        if data.ndim != 2 or data.shape[1] != 3 * 16 * 16 or lab.shape != (len(data),):
+            raise DataError(f"{base / f}: expected data (N, 768) and N labels, got {data.shape} and {lab.shape}")
+        keep = (lab >= 1) & (lab <= classes)
+        images.append(data[keep])
+        labels.append(lab[keep] - 1)
+    data = np.concatenate(images)
+    out = np.ascontiguousarray(data.reshape(-1, 3, 16, 16).transpose(0, 2, 3, 1))
+    return ImageSet(out, np.concatenate(labels), [str(c) for c in range(1, classes + 1)],
+                    f"imagenet16-{classes}:{base.resolve()}:{split}")
+
+
 def load_dataset(spec: str, split: str = "train", cache_dir: str | os.PathLike | None = None) -> ImageSet:
-    """Load ``builtin:NAME`` (generated offline, see :mod:`harness.builtin`), ``cifar10:ROOT`` / ``cifar100:ROOT``
-    (official format, ``split`` = train|test) or a zip/folder path.
+    """Load ``builtin:NAME`` (generated offline, see :mod:`harness.builtin`), ``cifar10:ROOT`` / ``cifar100:ROOT`` /
+    ``imagenet16-120:ROOT`` (official formats, ``split`` = train|test) or a zip/folder path.
 
     A zip/folder is one source (one split): ``split`` is then ignored; configs name train and test separately.
     """
@@ -269,6 +315,8 @@ def load_dataset(spec: str, split: str = "train", cache_dir: str | os.PathLike |
         return load_builtin(rest, split)
     if sep and name.lower() in _CIFAR:
         return load_cifar_python(rest, name.lower(), split)
+    if sep and (m := _IMAGENET16.match(name.lower())):
+        return load_imagenet16(rest, split, int(m.group(1)))
     return load_image_folder(spec, cache_dir=cache_dir)
 
 
@@ -285,21 +333,26 @@ def _indices_digest(train: np.ndarray, valid: np.ndarray) -> str:
     return hashlib.sha256(train.astype("<i8").tobytes() + b"|" + valid.astype("<i8").tobytes()).hexdigest()
 
 
-def _read_split_file(file: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parse NB201's ``cifar-split.txt``: JSON ``{"train": ["int", ["0", ...]], "valid": ["int", [...]]}``."""
+def _read_split_file(file: Path, n: int, keys: tuple[str, str] = ("train", "valid"),
+                     kind: str = "split") -> tuple[np.ndarray, np.ndarray]:
+    """Parse one of NB201's split files, JSON ``{KEY: ["int", ["0", ...]], ...}`` with two disjoint index lists
+    ``keys`` into ``n`` images: ``cifar-split.txt`` (``train``, ``valid``) or ``cifar100-test-split.txt`` and
+    ``imagenet-16-120-test-split.txt`` (``xvalid``, ``xtest``; ``kind = "test-split"``, neither may be empty)."""
     try:
         d = json.loads(Path(file).read_text())
-        train, valid = (np.array([int(i) for i in d[k][1]], dtype=np.int64) for k in ("train", "valid"))
+        first, second = (np.array([int(i) for i in d[k][1]], dtype=np.int64) for k in keys)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise DataError(f"{file}: not an NB201 split file ({exc!r})") from exc
-    for k, idx in (("train", train), ("valid", valid)):
+        raise DataError(f"{file}: not an NB201 {kind} file with {' and '.join(keys)} ({exc!r})") from exc
+    for k, idx in zip(keys, (first, second)):
+        if kind == "test-split" and len(idx) == 0:
+            raise DataError(f"{file}: {k} is empty")
         if len(idx) and (idx.min() < 0 or idx.max() >= n):
             raise DataError(f"{file}: {k} index out of range [0, {n})")
         if len(np.unique(idx)) != len(idx):
             raise DataError(f"{file}: {k} indices repeat")
-    if np.intersect1d(train, valid).size:
-        raise DataError(f"{file}: train and valid indices overlap")
-    return np.sort(train), np.sort(valid)
+    if np.intersect1d(first, second).size:
+        raise DataError(f"{file}: {keys[0]} and {keys[1]} indices overlap")
+    return np.sort(first), np.sort(second)
 
 
 def _stratified(labels: np.ndarray, seed: int, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +392,41 @@ def nb201_split(imageset: ImageSet, split_file: str | os.PathLike | None = None,
         info = {"kind": "stratified", "seed": int(seed), "valid_fraction": float(valid_fraction)}
     info.update(n_train=int(len(train)), n_valid=int(len(valid)), sha256_of_indices=_indices_digest(train, valid))
     return Split(train, valid, info)
+
+
+def nb201_test_split(train: ImageSet, test: ImageSet, split_file: str | os.PathLike | None = None, seed: int = 0,
+                     original_order: bool = False) -> Split:
+    """NB201's CIFAR-100 / ImageNet16-120 search protocol: train on the whole training set; the held-out images
+    (``x-valid``) are one half of the test set, the other half (``x-test``) is NB201's test split. ``Split.train``
+    indexes ``train``, ``Split.valid`` indexes ``test`` (xautodl's ``get_nas_search_loaders``).
+
+    With ``split_file`` (``cifar100-test-split.txt``, ``imagenet-16-120-test-split.txt``) its ``xvalid`` indices,
+    which refer to the official test-set order (``original_order=True``: the official pickles); without it a
+    seeded class-stratified half of the test set. ``info`` records both halves' sizes and the digest of the
+    indices, as :func:`nb201_split` does."""
+    if train.classes != test.classes:
+        raise DataError(f"the training set ({train.source}) and the test set ({test.source}) have different classes")
+    n = len(test)
+    if split_file is not None:
+        if not original_order:
+            raise DataError(f"the NB201 test-split file indexes the official test-set order; this set ({test.source}) "
+                            "is not declared to have it ([data] original_order = true for the official files)")
+        xvalid, xtest = _read_split_file(Path(split_file), n, ("xvalid", "xtest"), "test-split")
+        info = {"kind": "nb201-test-split-file", "file": str(split_file), "seed": None}
+    else:
+        xtest, xvalid = _stratified(test.labels, seed, 0.5)
+        info = {"kind": "stratified-test-half", "seed": int(seed), "valid_fraction": 0.5}
+    train_idx = np.arange(len(train), dtype=np.int64)
+    info.update(holdout="test", n_train=int(len(train_idx)), n_valid=int(len(xvalid)), n_xtest=int(len(xtest)),
+                sha256_of_indices=_indices_digest(train_idx, xvalid),
+                sha256_of_xtest=hashlib.sha256(xtest.astype("<i8").tobytes()).hexdigest())
+    return Split(train_idx, xvalid, info)
+
+
+def augment_padding(name: str) -> int:
+    """NB201's random-crop padding for a dataset: 2 for ImageNet16 (16x16 images), 4 for CIFAR (xautodl's
+    ``get_datasets``)."""
+    return 2 if name.lower().startswith("imagenet16") else 4
 
 
 def normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

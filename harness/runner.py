@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from . import progress as progress_report
 from . import __version__
 from .config import Config, ConfigError, differing_keys, tomllib
-from .data import DeviceBatches, load_dataset, nb201_split, normalization
+from .data import DeviceBatches, augment_padding, load_dataset, nb201_split, nb201_test_split, normalization
 from .estimate import estimate_archs
 from .estimators import ESTIMATORS, Context
 from .forgetting import ForgettingMonitor, choose_probes, schedule, summarise
@@ -176,23 +176,33 @@ def build_data(cfg: Config, device: torch.device, seed: int) -> Data:
     if len(images.classes) != cfg.supernet.num_classes:
         raise ConfigError(f"{d.train_path} has {len(images.classes)} classes but [supernet] num_classes = "
                           f"{cfg.supernet.num_classes}")
-    split = nb201_split(images, d.split_file or None, seed=d.split_seed, original_order=d.original_order)
+    if d.holdout == "test":  # NB201's cifar100 / ImageNet16-120 protocol: held-out images from the test set
+        held_set = load_dataset(d.test_path or d.train_path, "test", cache_dir=d.cache_dir or None)
+        split = nb201_test_split(images, held_set, d.split_file or None, seed=d.split_seed,
+                                 original_order=d.original_order)
+    else:
+        held_set = images
+        split = nb201_split(images, d.split_file or None, seed=d.split_seed, original_order=d.original_order)
     train_idx = _subset(split.train, d.train_subset, d.split_seed + 1)
     valid_idx = _subset(split.valid, d.valid_subset, d.split_seed + 2)
     mean, std = normalization(cfg.groundtruth.dataset)
     res = d.resolution or None
+    pad = augment_padding(cfg.groundtruth.dataset)
     train_b = DeviceBatches(images, indices=train_idx, device=device, batch_size=cfg.train.batch_size, mean=mean,
-                            std=std, augment=d.augment, resolution=res, seed=seed, drop_last=True)
+                            std=std, augment=d.augment, pad=pad, resolution=res, seed=seed, drop_last=True)
     # held-out batches are cut in stored order (iter_fixed), so they draw no random numbers
-    held = DeviceBatches(images, indices=valid_idx, device=device, batch_size=cfg.estimate.batch_size, mean=mean,
+    held = DeviceBatches(held_set, indices=valid_idx, device=device, batch_size=cfg.estimate.batch_size, mean=mean,
                          std=std, augment=False, resolution=res)
     info = dict(split.info, n_train_used=int(len(train_idx)), n_valid_used=int(len(valid_idx)),
                 source=images.source, resolution=train_b.size[0])
+    if held_set is not images:
+        info["held_out_source"] = held_set.source
     search = None
     if SAMPLERS.get(cfg.sampler["name"]).differentiable:
         search_idx, overlaps = _search_indices(split.valid, valid_idx, cfg.search.search_subset, d.split_seed + 3)
-        search = DeviceBatches(images, indices=search_idx, device=device, mean=mean, std=std, augment=d.augment,
-                               batch_size=cfg.search.batch_size or cfg.train.batch_size, resolution=res,
+        # NB201's search loaders draw alpha's batches from the held-out images with the training augmentation
+        search = DeviceBatches(held_set, indices=search_idx, device=device, mean=mean, std=std, augment=d.augment,
+                               pad=pad, batch_size=cfg.search.batch_size or cfg.train.batch_size, resolution=res,
                                seed=seed + 3, drop_last=True)
         info.update(n_search_used=int(len(search_idx)), search_overlaps_estimation=overlaps)
     return Data(train_b, held, info, search)

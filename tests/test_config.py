@@ -42,16 +42,22 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
-def test_shipped_configs_load():
+def test_shipped_configs_load(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs"
     names = sorted(p.name for p in root.glob("*.toml"))
     assert "nb201-cifar10.toml" in names and "cifar10-cpu-smoke.toml" in names
+    assert {"nb201-cifar100.toml", "nb201-imagenet16.toml", "nb201-cifar100-cpu.toml",
+            "nb201-imagenet16-cpu.toml"} <= set(names)
     shared = root.parents[1] / "shared" / "data"
     for p in root.glob("*.toml"):
         if "cifar10" in p.name and not shared.is_dir():
             continue  # they point at ../shared/data, which this checkout lacks
-        cfg = load_config(p)
+        scheme = {"cifar100": "cifar100", "imagenet16": "imagenet16-120"}.get(p.stem.split("-")[1], "")
+        # the CIFAR-100 / ImageNet16-120 configs name xautodl's default data folder, which this machine lacks
+        cfg = load_config(p, [f"data.train_path='{scheme}:{tmp_path}'"] if scheme else [])
+        if scheme:
+            assert cfg.data.holdout == "test" and cfg.groundtruth.metric == "test"
         assert isinstance(cfg, Config)
         assert Path(cfg.groundtruth.source).is_file()  # resolved against configs/, not the current directory
