@@ -327,11 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_parser = lambda name, **kw: gt_add(name, parents=[common, trust], **{**kw, "formatter_class": HelpFormatter})
     info = gt.add_parser("info", help="architectures, isomorphism classes and optima of a ground-truth source",
                          epilog="example:\n  nb201-harness gt info --source ../shared/data/nb201/nb201_groundtruth.csv")
-    info.add_argument("--source", required=True, help="compact CSV table or official NAS-Bench-201-v1_*.pth")
+    info.add_argument("--source", required=True, help="compact CSV table, official NAS-Bench-201-v1_*.pth or "
+                                                       "NATS-Bench topology directory (NATS-tss-v1_0-3ffb9-simple)")
     info.set_defaults(func=cmd_gt_info)
-    exp = gt.add_parser("export", help="one-time export of the official .pth file to the compact CSV table",
-                        epilog="example:\n  nb201-harness gt export --source NAS-Bench-201-v1_1-096897.pth --out nb201.csv")
-    exp.add_argument("--source", required=True, help="the official NAS-Bench-201-v1_*.pth file (or a compact CSV table)")
+    exp = gt.add_parser("export", help="one-time export of the official .pth file or NATS-Bench's topology directory "
+                                       "to the compact CSV table",
+                        epilog="examples:\n  nb201-harness gt export --source NAS-Bench-201-v1_1-096897.pth --out nb201.csv"
+                               "\n  nb201-harness gt export --source NATS-tss-v1_0-3ffb9-simple --out nats-tss.csv")
+    exp.add_argument("--source", required=True, help="the official NAS-Bench-201-v1_*.pth file, NATS-Bench's "
+                                                     "NATS-tss-v1_0-3ffb9-simple directory (or a compact CSV table)")
     exp.add_argument("--out", required=True, help="the table to write (never the source; an existing file only "
                                                   "with --force)")
     exp.add_argument("--force", action="store_true", help="replace an existing --out file")

@@ -7,8 +7,10 @@ format legitimately needs are allowed:
 * **our own checkpoints** (``checkpoint.pt``, ``supernet.pt``, ``init_weights.pt``) and the **official NB201
   .pth files**: ``torch.load(weights_only=True)``, which allows tensors, storages, ``OrderedDict`` and plain
   Python containers, plus the numpy scalar/array globals below (NB201's records were written by numpy-era code);
-* **CIFAR batches** (Python-2 pickles of numpy arrays): a :class:`pickle.Unpickler` whose ``find_class`` allows
-  only numpy's array reconstruction.
+* **CIFAR and ImageNet16 batches** (Python-2 pickles of numpy arrays): a :class:`pickle.Unpickler` whose
+  ``find_class`` allows only numpy's array reconstruction;
+* **NATS-Bench's topology files** (``*.pickle.pbz2``, bz2-compressed dicts of numbers): the same, plus
+  ``collections.OrderedDict``.
 
 Anything else is refused with one line that names the file and the global (:class:`UnsafeFileError`). Trusting
 a file is a deliberate act: ``--trust-pickle`` on the command line or ``[run] trust_pickle = true`` in a config
@@ -72,10 +74,14 @@ class _Restricted(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: str | Path, kind: str, allowed: set[tuple[str, str]] = PICKLE_GLOBALS, **kw):
-    """``pickle.load`` of ``path`` allowing only the globals ``allowed`` (``kind`` names the format in errors)."""
+def load_pickle(path: str | Path, kind: str, allowed: set[tuple[str, str]] = PICKLE_GLOBALS, bz2: bool = False,
+                **kw):
+    """``pickle.load`` of ``path`` allowing only the globals ``allowed`` (``kind`` names the format in errors);
+    ``bz2``: the pickle is bz2-compressed (NATS-Bench's ``.pickle.pbz2``)."""
+    import bz2 as _bz2
+
     path = Path(path)
-    with open(path, "rb") as f:
+    with (_bz2.open(path, "rb") if bz2 else open(path, "rb")) as f:
         if _TRUST:
             _warn(path)
             return pickle.load(f, **kw)

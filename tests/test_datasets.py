@@ -206,3 +206,102 @@ def test_holdout_test_needs_a_test_set_and_a_known_value(tmp_path):
         load_config(None, [f"data.train_path='{folder}'", "data.holdout='test'"])
     cfg = load_config(None, [f"data.train_path='{folder}'", "data.holdout='test'", f"data.test_path='{folder}'"])
     assert cfg.data.test_path == str(folder)
+
+
+# ----------------------------------------------------------------------------- NATS-Bench topology files
+
+NATS_SETS = {"cifar10-valid": ["x-valid", "ori-test"], "cifar10": ["ori-test"],
+             "cifar100": ["ori-test", "x-valid", "x-test"], "ImageNet16-120": ["ori-test", "x-valid", "x-test"]}
+
+
+def _trial(dataset: str, seed: int, epochs: int, base: float) -> dict:
+    """A ResultsCount state dict as NATS-Bench stores it; accuracy after epoch e on set k: base + e/100 + k (train: + 20)."""
+    evals = {f"{name}@{e}": base + e / 100 + k for k, name in enumerate(NATS_SETS[dataset]) for e in range(epochs)}
+    return {"name": dataset, "train_acc1es": {e: base + 20 + e / 100 for e in range(epochs)}, "train_acc5es": None,
+            "eval_names": NATS_SETS[dataset], "eval_acc1es": evals, "params": np.float64(0.5 + base / 1000),
+            "flop": 80.0 + base, "seed": f"{seed:04d}", "epochs": epochs, "net_state_dict": None}
+
+
+def fake_nats(root: Path, records: dict[int, float], n_meta: int = 300) -> Path:
+    """NATS-tss-v1_0-3ffb9-simple/: meta.pickle.pbz2 and one {index:06d}.pickle.pbz2 per entry of ``records``
+    (index -> base accuracy); 200-epoch results for seeds 777, 888 (base, base + 1), 12-epoch for seed 111."""
+    import bz2
+    from collections import OrderedDict
+
+    from harness.space import iter_archs
+
+    base = root / "NATS-tss-v1_0-3ffb9-simple"
+    base.mkdir(parents=True)
+    names = [a.to_str() for _, a in zip(range(n_meta), iter_archs())]
+    with bz2.open(base / "meta.pickle.pbz2", "wb") as f:
+        pickle.dump({"meta_archs": names, "total_archs": 15625, "arch2infos": None, "evaluated_indexes": set()}, f)
+    for index, acc in records.items():
+        record = OrderedDict()
+        for hp, seeds in (("12", [111]), ("200", [777, 888])):
+            epochs = int(hp)
+            results = {(ds, s): _trial(ds, s, epochs, acc + i) for ds in NATS_SETS for i, s in enumerate(seeds)}
+            record[hp] = {"arch_index": index, "arch_str": names[index], "all_results": results,
+                          "dataset_seed": {ds: seeds for ds in NATS_SETS}, "clear_net_done": True}
+        with bz2.open(base / f"{index:06d}.pickle.pbz2", "wb") as f:
+            pickle.dump(record, f, protocol=4)
+    return base
+
+
+def test_nats_topology_directory_is_a_ground_truth_source(tmp_path):
+    from harness.groundtruth import GTQuery, load_ground_truth
+
+    d = fake_nats(tmp_path, {284: 60.0, 11: 70.0})
+    gt = load_ground_truth(d)
+    assert [gt.nb201_index(a) for a in gt.archs()] == [11, 284]  # index order
+    arch = gt.archs()[0]
+    # seed-mean after the last epoch on NB201's set: 200 epochs -> epoch 199; seeds 777 and 888 have base 70, 71
+    assert gt.query(arch, GTQuery("cifar10-valid", "valid", 200)) == pytest.approx(70.5 + 1.99)  # x-valid, k=0
+    assert gt.query(arch, GTQuery("cifar10-valid", "test", 200)) == pytest.approx(70.5 + 1.99 + 1)  # ori-test
+    assert gt.query(arch, GTQuery("cifar100", "valid", 200)) == pytest.approx(70.5 + 1.99 + 1)  # x-valid, k=1
+    assert gt.query(arch, GTQuery("ImageNet16-120", "test", 200)) == pytest.approx(70.5 + 1.99 + 2)  # x-test
+    assert gt.query(arch, GTQuery("cifar10", "train", 12)) == pytest.approx(70 + 20 + 0.11)  # epoch 11, seed 111
+    assert gt.query(arch, GTQuery("cifar100", "test", 12)) == pytest.approx(70 + 0.11 + 2)
+
+
+def test_gt_export_accepts_a_nats_topology_directory(tmp_path, capsys):
+    from harness.cli import main
+    from harness.groundtruth import GTQuery, load_ground_truth
+
+    d = fake_nats(tmp_path, {0: 50.0, 11: 70.0, 284: 60.0})
+    out = tmp_path / "nats.csv"
+    assert main(["gt", "export", "--source", str(d), "--out", str(out)]) == 0
+    table, nats = load_ground_truth(out), load_ground_truth(d)
+    assert table.archs() == nats.archs() and [table.nb201_index(a) for a in table.archs()] == [0, 11, 284]
+    for q in nats.queries():
+        np.testing.assert_allclose(table.query_many(table.archs(), q), nats.query_many(nats.archs(), q))
+    frame = pd.read_csv(out)
+    assert frame["n_seeds_cifar100_200"].tolist() == [2, 2, 2]
+    assert frame["cifar10valid_valid_200_seed888"].tolist() == pytest.approx([51 + 1.99, 71 + 1.99, 61 + 1.99])
+    assert frame["params_mb_cifar10"].tolist() == pytest.approx([0.55, 0.57, 0.56])
+    q = GTQuery("cifar100", "test", 200)
+    assert table.query(table.archs()[1], q) == pytest.approx(70.5 + 1.99 + 2)
+
+
+def test_bad_nats_files_are_one_line_errors(tmp_path):
+    import bz2
+
+    from harness.groundtruth import GroundTruthError, load_ground_truth
+    from harness.safeload import UnsafeFileError
+
+    d = fake_nats(tmp_path, {11: 70.0})
+    (d / "000012.pickle.pbz2").write_bytes(b"not bz2 at all")
+    with pytest.raises(GroundTruthError, match="000012.pickle.pbz2 as a NATS-Bench architecture record"):
+        load_ground_truth(d)
+    with bz2.open(d / "000012.pickle.pbz2", "wb") as f:
+        pickle.dump({"12": Path("x")}, f)  # names a class no NATS-Bench file holds
+    with pytest.raises(UnsafeFileError, match="refusing to load"):
+        load_ground_truth(d)
+    with bz2.open(d / "000012.pickle.pbz2", "wb") as f:
+        pickle.dump({"12": {}}, f)
+    with pytest.raises(GroundTruthError, match="not a NATS-Bench topology record"):
+        load_ground_truth(d)
+    (d / "000012.pickle.pbz2").unlink()
+    with bz2.open(d / "000400.pickle.pbz2", "wb") as f:
+        pickle.dump({}, f)
+    with pytest.raises(GroundTruthError, match="index 400 but meta.pickle.pbz2 lists 300"):
+        load_ground_truth(d)

@@ -9,21 +9,25 @@ import numpy as np
 import pandas as pd
 
 from .base import GroundTruth, GroundTruthError
+from .nats import NATSTopologyGroundTruth, is_nats_dir
 from .official import OfficialGroundTruth
 from .table import TableGroundTruth
 
 
 def load_ground_truth(path: "str | Path") -> GroundTruth:
-    """``.pth`` -> :class:`OfficialGroundTruth` (slow, GBs of RAM); ``.csv`` -> :class:`TableGroundTruth`."""
+    """``.pth`` -> :class:`OfficialGroundTruth` (slow, GBs of RAM); ``.csv`` -> :class:`TableGroundTruth`; a
+    NATS-Bench topology directory (``NATS-tss-v1_0-3ffb9-simple``) -> :class:`NATSTopologyGroundTruth`."""
     path = Path(path)
+    if is_nats_dir(path):
+        return NATSTopologyGroundTruth(path)
     suffix = path.suffix.lower()
     if suffix == ".pth":
         return OfficialGroundTruth(path)
     if suffix == ".csv":
         return TableGroundTruth.from_csv(path)
     raise GroundTruthError(
-        f"cannot tell the ground-truth format of {path}: expected an official NAS-Bench-201 '.pth' file "
-        "or a compact '.csv' table"
+        f"cannot tell the ground-truth format of {path}: expected an official NAS-Bench-201 '.pth' file, "
+        "a compact '.csv' table or a NATS-Bench topology directory (NATS-tss-v1_0-3ffb9-simple)"
     )
 
 
