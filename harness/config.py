@@ -64,6 +64,10 @@ class SupernetSection:
     num_classes: int = 10
     bn_policy: str = "batch"  # "batch" (NB201's BN=0) | "recalibrate" (SPOS) | "track" (NB201's BN=1)
     bn_affine: bool = False
+    # which BN layers follow bn_policy and bn_affine: "cells" (NB201's search models, xautodl's
+    # search_model_random.py: the cell ops; stem, reductions and the last BN keep running statistics and affine
+    # parameters) or "cells+lastact" (NATS-Bench's GenericNAS201Model, generic_model.py: the last BN as well)
+    bn_scope: str = "cells"
 
 
 @dataclass
@@ -238,7 +242,7 @@ EXECUTION_KEYS = (("run", "trust_pickle"), ("run", "threads"), ("estimate", "eng
                   ("train", "engine"))
 # keys added after baselines were recorded, with the default that reproduces the behaviour from before the key
 # existed: at that value a digest omits them, so a recorded baseline stays valid (any other value changes it)
-ADDED_KEYS = {("data", "holdout"): "train", ("data", "test_path"): "", ("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
+ADDED_KEYS = {("supernet", "bn_scope"): "cells", ("data", "holdout"): "train", ("data", "test_path"): "", ("train", "unsampled_ops"): "skip", ("shrink", "at_end"): False, ("shrink", "max_rounds"): 0,
               ("split", "schedule"): "continue"}
 SPLIT_SCHEDULES = ("continue", "fresh")
 ENGINES = ("batched", "eager")  # harness/batched.py or one path at a time ([estimate] engine, [train] engine)
@@ -483,10 +487,12 @@ def _validate_shrink(sh: ShrinkSection, split: SplitSection) -> None:
 
 
 def _validate(cfg: Config) -> Config:
-    from .supernet import BN_POLICIES
+    from .supernet import BN_POLICIES, BN_SCOPES
 
     if cfg.supernet.bn_policy not in BN_POLICIES:
         raise ConfigError(f"[supernet] bn_policy = {cfg.supernet.bn_policy!r}; valid: {', '.join(BN_POLICIES)}")
+    if cfg.supernet.bn_scope not in BN_SCOPES:
+        raise ConfigError(f"[supernet] bn_scope = {cfg.supernet.bn_scope!r}; valid: {', '.join(BN_SCOPES)}")
     if cfg.data.holdout not in HOLDOUTS:
         raise ConfigError(f"[data] holdout = {cfg.data.holdout!r}; valid: {', '.join(HOLDOUTS)} (where the held-out "
                           "images come from: a split of the training set, or the x-valid half of the test set)")

@@ -472,7 +472,7 @@ def strategy_label(cfg: Config) -> str:
 def build_model(cfg: Config, device: torch.device):
     """The supernet; with ``[split] edges`` wrapped so that it can split into few-shot sub-supernets."""
     s = cfg.supernet
-    model = Supernet(s.C, s.N, s.num_classes, s.bn_policy, s.bn_affine).to(device)
+    model = Supernet(s.C, s.N, s.num_classes, s.bn_policy, s.bn_affine, s.bn_scope).to(device)
     return FewShotSupernet(model, cfg.split.edges) if cfg.split.edges else model
 
 

@@ -28,6 +28,9 @@ from .space import EDGES, NUM_EDGES, NUM_NODES, NUM_OPS, OPS, PARAMETRIC_OPS, Ar
 # recomputed per architecture before it is estimated (SPOS); track: running statistics tracked during training
 # and used as they are (NB201's BN=1, xautodl's --track_running_stats 1)
 BN_POLICIES = ("batch", "recalibrate", "track")
+# which BNs follow the policy and bn_affine: NB201's search models (xautodl's search_model_random.py) only the
+# cells'; NATS-Bench's (generic_model.py, GenericNAS201Model) the last BN before pooling too
+BN_SCOPES = ("cells", "cells+lastact")
 _NONE, _SKIP = OPS.index("none"), OPS.index("skip_connect")
 
 
@@ -86,12 +89,18 @@ class Supernet(Skeleton):
     """``forward(x: (B, 3, H, W), arch) -> logits (B, classes)`` through the single path ``arch``."""
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, bn_policy: str = "batch",
-                 bn_affine: bool = False):
+                 bn_affine: bool = False, bn_scope: str = "cells"):
         if bn_policy not in BN_POLICIES:
             raise ValueError(f"unknown bn_policy {bn_policy!r}; valid: {', '.join(BN_POLICIES)}")
+        if bn_scope not in BN_SCOPES:
+            raise ValueError(f"unknown bn_scope {bn_scope!r}; valid: {', '.join(BN_SCOPES)}")
         self.bn_policy = bn_policy
         self.bn_affine = bn_affine
+        self.bn_scope = bn_scope
         super().__init__(C, N, num_classes)
+        if bn_scope == "cells+lastact":  # NATS-Bench: the last BN as the cells' (generic_model.py, lastact)
+            c = self.lastact[0].num_features
+            self.lastact[0] = nn.BatchNorm2d(c, affine=bn_affine, track_running_stats=bn_policy != "batch")
 
     def make_cell(self, c: int) -> nn.Module:
         return SearchCell(c, affine=self.bn_affine, track_running_stats=self.bn_policy != "batch")
@@ -146,4 +155,4 @@ class Supernet(Skeleton):
 
     def describe(self) -> dict:
         return {"C": self.C, "N": self.N, "num_classes": self.num_classes, "bn_policy": self.bn_policy,
-                "bn_affine": self.bn_affine, "parameters": sum(p.numel() for p in self.parameters())}
+                "bn_affine": self.bn_affine, "bn_scope": self.bn_scope, "parameters": sum(p.numel() for p in self.parameters())}

@@ -346,6 +346,7 @@ CONFIG_CASES = {  # id: (override(s), message pattern)
     "device-cuda-absent": ("run.device='cuda:0'", r"CUDA is not available|only \d+ CUDA device"),
     "seed-negative": ("run.seed=-1", r"seed = -1: must be in 0\.\.4294967295"),
     "shrink-warmup-outside": ("shrink.rule='angle'", r"warmup_epochs = 50.0 is not inside the run"),
+    "bn-scope-unknown": ("supernet.bn_scope='all'", r"\[supernet\] bn_scope = 'all'; valid: cells, cells\+lastact"),
     "holdout-unknown": ("data.holdout='sideways'", r"\[data\] holdout = 'sideways'; valid: train, test"),
     "holdout-test-without-test-set": ("data.holdout='test'", r"holdout = 'test' needs \[data\] test_path"),
 }

@@ -315,7 +315,7 @@ def test_summarize_fake(official):
 
 
 def test_load_ground_truth_unknown_suffix(tmp_path):
-    with pytest.raises(GroundTruthError, match=r"'\.pth' file or a compact '\.csv' table"):
+    with pytest.raises(GroundTruthError, match=r"'\.pth' file, a compact '\.csv' table or a NATS-Bench topology"):
         load_ground_truth(tmp_path / "gt.json")
 
 

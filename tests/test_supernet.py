@@ -124,3 +124,40 @@ def test_per_cell_path_runs_each_cell_with_its_own_architecture():
         assert torch.equal(net(x, CellPath([archs[0]] * 3)), net(x, archs[0]))  # the same cell everywhere = Arch
     with pytest.raises(ValueError, match="needs 3 architectures"):
         net(x, CellPath(archs[:2]))
+
+
+def _bns(model: torch.nn.Module) -> list[tuple[int, bool, bool]]:
+    return [(m.num_features, m.affine, m.track_running_stats) for m in model.modules()
+            if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("scope, reference", [("cells", "search_model_random"), ("cells+lastact", "generic_model")])
+def test_bn_scope_matches_nb201s_and_nats_benchs_search_models(scope, reference):
+    """Outside the cells (whose BNs both follow the flags): the stem, reduction and last BNs as xautodl builds them,
+    NB201's TinyNetworkRANDOM (``cells``) and NATS-Bench's GenericNAS201Model (``cells+lastact``), at BN=0."""
+    cells = pytest.importorskip("xautodl.models.cell_searchs")
+    from harness.space import OPS
+
+    if reference == "generic_model":
+        theirs = cells.generic_model.GenericNAS201Model(8, 1, 4, 10, list(OPS), False, False)
+        outside = [theirs._stem, *[c for c in theirs._cells if not hasattr(c, "edges")], theirs.lastact]
+    else:
+        theirs = cells.search_model_random.TinyNetworkRANDOM(8, 1, 4, 10, list(OPS), False, False)
+        outside = [theirs.stem, *[c for c in theirs.cells if not hasattr(c, "edges")], theirs.lastact]
+    ours = Supernet(8, 1, 10, "batch", bn_affine=False, bn_scope=scope)
+    mine = [ours.stem, *[c for c in ours.cells if not isinstance(c, SearchCell)], ours.lastact]
+    assert [b for m in mine for b in _bns(m)] == [b for m in outside for b in _bns(m)]
+    assert _bns(ours.lastact) == ([(32, False, False)] if scope == "cells+lastact" else [(32, True, True)])
+
+
+def test_nats_bn_scope_estimates_the_same_with_both_engines():
+    from harness.estimate import estimate_archs
+
+    torch.manual_seed(0)
+    model = Supernet(4, 1, 10, "batch", bn_scope="cells+lastact").eval()
+    x, y = torch.randn(24, 3, 8, 8), torch.randint(0, 10, (24,))
+    archs = random.Random(0).sample(all_archs(), 6)
+    eager = estimate_archs(model, archs, [(x, y)], progress=False, engine="eager")
+    fast = estimate_archs(model, archs, [(x, y)], progress=False, engine="batched")
+    assert [r["estimate"] for r in eager] == [r["estimate"] for r in fast]
+    assert [r["loss"] for r in eager] == pytest.approx([r["loss"] for r in fast], rel=1e-5)
