@@ -133,6 +133,12 @@ def cmd_gt_export(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_SWEEP = """examples:
+  nb201-harness sweep sweeps/demo-seeds.toml                 # on this machine; rerun to resume
+  ray start --head && nb201-harness sweep sweeps/demo-seeds.toml --engine ray
+exit status: 0 all runs finished; 2 or 3 some failed (their tracebacks are in their directories)"""
+
+
 EPILOG_GT_BUILD = """examples:
   # the embedded mini-benchmark (data/digitsm/), exactly as committed:
   nb201-harness gt build --data builtin:digitsm --name digitsm --archs sample:200 --seeds 0,1 --epochs 8 \\
@@ -194,6 +200,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"{time.perf_counter() - start:.0f} s in all. Runs in {out}/; the full table is {out / 'compare'}/summary.md. "
           f"Open {out / 'compare' / first} first (tau and Spearman per strategy, with CIs), then "
           f"{', '.join(p for p in pngs if p != first)}.")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .compare import load_run, strategy_table, to_markdown
+    from .sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep)
+    runs, errors = run_sweep(sweep, Path(args.out) if args.out else None, args.engine, args.address,
+                             progress=not args.quiet)
+    finished = [r for r in runs if r.name not in errors and (r.run_dir / "metrics.json").exists()]
+    if finished:
+        print(to_markdown(strategy_table([load_run(r.run_dir) for r in finished])))
+        print(f"compare: {finished[0].run_dir.parent / 'compare'}", file=sys.stderr)
+    if errors:
+        bug = any(e.bug for e in errors.values())
+        for e in errors.values():
+            print(f"nb201-harness: {e}", file=sys.stderr)
+        print(f"nb201-harness: {len(errors)} of {len(runs)} runs failed ("
+              f"{'a bug in the harness' if bug else 'bad input or environment'}); rerun the same command to resume "
+              "them", file=sys.stderr)
+        return EXIT_BUG if bug else EXIT_USER
     return 0
 
 
@@ -379,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="torch threads per strategy (default: CPU cores // workers, so they never oversubscribe)")
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(func=cmd_demo)
+
+    sw = sub.add_parser("sweep", trusting=True, help="run a study: a base config times a grid (resumable), then "
+                                                      "compare it", epilog=EPILOG_SWEEP)
+    sw.add_argument("sweep", help="sweep file (TOML: base, [set], [grid], [resources]; see harness/sweep.py)")
+    sw.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local: a process pool on this machine (default); ray: one Ray task per run on a cluster")
+    sw.add_argument("--address", help="with --engine ray: the cluster (default: the one `ray start` started here)")
+    sw.add_argument("--out", help="where the runs go (default: the sweep file's out, else runs/SWEEP-NAME)")
+    sw.add_argument("--quiet", action="store_true", help="no progress table")
+    sw.set_defaults(func=cmd_sweep)
 
     cmp_ = sub.add_parser("compare", help="one table and plots across finished runs",
                           epilog="example:\n  nb201-harness compare runs/demo/uniform runs/spos-seed1 --out reports/mine")

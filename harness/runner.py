@@ -72,7 +72,8 @@ def environment(device: torch.device, seed: int) -> dict:
     return {"harness": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision()}
+            "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision(),
+            "host": platform.node()}
 
 
 def _git_revision() -> str | None:
