@@ -89,6 +89,7 @@ def _model(bn_policy: str = "batch") -> Supernet:
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "fairnas", "nsas"])
+@pytest.mark.slow  # three strategies' steps with both engines (about 15 s); the fast tier stays within 5 minutes
 def test_step_speedup_vs_eager(benchmark, strategy):
     """One training step of ``strategy``, batched engine against eager (``[train] engine``). Both step their own
     copy of the same supernet on the same batches with the same plans."""

@@ -93,6 +93,7 @@ def test_estimation_batch(benchmark, setup):
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.slow  # one step of every strategy (about 40 s); the fast tier stays within 5 minutes
 def test_strategy_step_cost(benchmark, setup, name):
     """One training step of each strategy, and its cost relative to ``uniform`` timed in this process.
 

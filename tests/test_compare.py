@@ -250,6 +250,7 @@ def test_a_run_too_short_for_decay_tracers_still_compares(tmp_path):
     assert "forgetting_probe_acc" in C.figures([rec])
 
 
+@pytest.mark.slow  # every figure for twelve strategies (about 12 s); the fast tier stays within 5 minutes
 def test_every_figure_for_twelve_strategies_keeps_one_distinct_style_per_strategy(tmp_path):
     """12 strategies, two seeds each, with progress and forgetting: every line of a strategy has the same colour
     and marker in every figure, and no two strategies share a colour."""

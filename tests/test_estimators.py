@@ -181,6 +181,7 @@ def naslib_arch(key: str) -> Arch:
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["params", "flops", "synflow"])
+@pytest.mark.slow  # 150 architectures on NB201's full network (up to 14 s); the fast tier stays within 5 minutes
 def test_agreement_with_naslibs_recorded_scores(name):
     """Spearman >= 0.9 with NASLib's recorded CIFAR-10 scores on the same architectures (NB201 sizes; a seeded
     150 of its ~725 to keep the test short). FLOPs conventions differ slightly (harness/nets.py)."""

@@ -136,6 +136,7 @@ def test_schedules_outside_the_run_are_errors(tmp_path, base, override, message)
         run_experiment(load_config(None, base + override), tmp_path / "run", progress=False)
 
 
+@pytest.mark.slow  # several shrinking runs end to end (about 14 s); the fast tier stays within 5 minutes
 def test_compare_reads_shrinking_runs_into_tables_and_figures(tmp_path, base):
     from harness import compare
 

@@ -200,6 +200,7 @@ def test_track_bn_policy_runs_end_to_end(tmp_path, config):
 
 
 @pytest.mark.parametrize("sampler,policy", [("fairnas", "recalibrate"), ("nsas", "track"), ("uniform", "batch")])
+@pytest.mark.slow  # three whole runs with each engine in float64 (about 30 s); the fast tier stays within 5 minutes
 def test_both_engines_give_the_same_run(tmp_path, config, sampler, policy, monkeypatch):
     """A whole tiny run (multi-path training steps, forgetting probes and tracers, track_every, estimation) with
     the architecture-batched engine for training and estimation against the eager single path: the same training

@@ -46,6 +46,7 @@ def _suite(n_metrics: int, n: int = 10, k: int = 3, alpha: float = 0.01) -> S.Su
     return suite
 
 
+@pytest.mark.slow  # a simulation of many suite evaluations (about 15 s); the fast tier stays within 5 minutes
 def test_family_false_alarm_rate_under_no_change_is_at_most_alpha():
     """Monte Carlo: baseline and CI runs from one normal distribution; a suite of 7 tests fails in <= 1% of
     2,000 simulated suite runs (binomial 99.9% upper margin)."""
@@ -58,6 +59,7 @@ def test_family_false_alarm_rate_under_no_change_is_at_most_alpha():
     assert failures / trials <= 0.01 + 3.1 * math.sqrt(0.01 * 0.99 / trials)
 
 
+@pytest.mark.slow  # a simulation (about 4 s); the fast tier stays within 5 minutes
 def test_power_formula_matches_simulation():
     """The noncentral-t power of S.power equals the rejection rate of S.pvalue in simulation."""
     rng, s, drop, alpha, trials = np.random.default_rng(1), 0.03, 0.06, 0.01 / 7, 4000
