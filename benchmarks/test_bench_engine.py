@@ -136,6 +136,7 @@ def _workload(kind: str, n: int, seed: int) -> list[Arch]:
 @pytest.mark.parametrize("workload", ["sample", "block"])
 @pytest.mark.parametrize("bn_policy", ["track", "recalibrate"])
 @pytest.mark.parametrize("images", [512, 5000])
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_estimation_speedup_vs_eager(benchmark, images, bn_policy, workload):
     """Architectures per second over ``images`` held-out images (and, for ``recalibrate``, 2 calibration batches
     of 256), ``estimate_archs`` with ``engine="batched"`` (its default ``arch_batch``) against ``"eager"``, on a

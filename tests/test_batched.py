@@ -110,6 +110,7 @@ def conv_rows(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("policy,affine", [("batch", False), ("batch", True), ("track", False), ("recalibrate", False)])
 @pytest.mark.parametrize("split", [False, True])
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_shared_prefixes_run_once_and_equal_one_path_at_a_time(device, policy, affine, split, monkeypatch):
     """Paths that agree on the first cell's first edges share those nodes' values (an op runs once per distinct
     input), per-cell paths included, for every BN mode; the logits equal the single paths', and fewer image rows

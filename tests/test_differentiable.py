@@ -426,6 +426,7 @@ def dconfig(config):
     return config
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_differentiable_run_writes_alpha_estimators_and_sharpness(tmp_path, dconfig):
     out = tmp_path / "run"
     metrics = run_experiment(dconfig, out, progress=False)
@@ -475,6 +476,7 @@ def test_alpha_curves_average_seeds_and_reject_bad_input():
         alpha_curves({"x": [{"alpha": pd.DataFrame({"epoch": [0.0]}), "sharpness": None}]})
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_differentiable_run_resumes_with_alpha_and_its_record(tmp_path, dconfig, monkeypatch):
     out = tmp_path / "run"
     interrupt_training_at(12, dconfig, out, monkeypatch, owner=DARTSSampler)

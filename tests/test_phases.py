@@ -48,6 +48,7 @@ def _record_trained(monkeypatch) -> list[tuple[int, Arch]]:
 
 @pytest.mark.parametrize("sampler", ["uniform", "fairnas"])
 @pytest.mark.parametrize("rule", ["angle", "accuracy", "weight-norm"])
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_each_rule_shrinks_on_schedule_and_the_sampler_obeys(tmp_path, base, monkeypatch, sampler, rule):
     cfg = load_config(None, base + SHRINK + [f"shrink.rule='{rule}'", f"sampler.name='{sampler}'",
                                              "train.max_steps=0", "train.max_paths=100"])
@@ -107,6 +108,7 @@ def test_interrupted_shrinking_run_resumes_with_its_space_and_log(tmp_path, base
     assert after.groupby("round").size().tolist() == [30, 24, 18] and metrics["shrink"]["rounds"] == 3
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_few_shot_run_splits_estimates_by_owner_and_resumes_after_the_split(tmp_path, base, monkeypatch):
     cfg = load_config(None, base + ["split.edges=[3]", "split.at_epochs=2.0"])
     out = tmp_path / "run"
@@ -118,6 +120,7 @@ def test_few_shot_run_splits_estimates_by_owner_and_resumes_after_the_split(tmp_
     assert metrics["shrink"] is None and pd.read_csv(out / "estimates.csv")["in_space"].all()
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_split_after_shrinking(tmp_path, base):
     cfg = load_config(None, base + SHRINK + ["shrink.rule='weight-norm'", "split.edges=[0]", "split.after_shrink=true"])
     metrics = run_experiment(cfg, tmp_path / "run", progress=False)
@@ -169,6 +172,7 @@ def test_compare_reads_shrinking_runs_into_tables_and_figures(tmp_path, base):
     assert "64 / 15625" not in text and f"{64 / 15625:.1%}" in text
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_one_global_round_after_training_as_abs(tmp_path, base, monkeypatch):
     """ABS's NB201 shrinking: the whole budget on the full space, then one global angle round that removes 20 of
     the 30 (edge, op) and keeps at least one op per edge. Oracle: the 20 removed are the 20 lowest scores of that
@@ -203,6 +207,7 @@ def test_max_rounds_caps_the_schedule(tmp_path, base):
     assert metrics["shrink"]["rounds"] == 1 and metrics["shrink"]["round_steps"] == [5]
 
 
+@pytest.mark.slow  # whole runs or many parametrised cases; the fast tier stays within 5 minutes
 def test_fresh_schedule_is_the_official_few_shot_protocol_and_resumes(tmp_path, base, monkeypatch):
     """[split] schedule = "fresh": a cosine over the 10 steps before the split, then a new optimizer (no momentum)
     and a new cosine over the 10 after (few-shot-supernet_train.py:116,142,146-147); the per-cell paths after
