@@ -84,14 +84,18 @@ def run_name(combo: dict) -> str:
     return "_".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in combo.items())
 
 
+def _toml(value) -> str:
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
 def _slug(value) -> str:
-    text = value if isinstance(value, str) else tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    text = value if isinstance(value, str) else _toml(value)
     return re.sub(r"[^A-Za-z0-9.+-]+", "+", text).strip("+") or "empty"
 
 
 def _override(key: str, value) -> str:
     """``key=value`` as ``run --set`` takes it (the value in TOML)."""
-    return f"{key}={tomli_w.dumps({'v': value}).split('=', 1)[1].strip()}"
+    return f"{key}={_toml(value)}"
 
 
 def load_sweep(path: str | Path) -> Sweep:
