@@ -82,8 +82,8 @@ def _drain(queue, board: progress_report.Board) -> None:
 def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool = True,
              prefix: str = "run") -> tuple[dict[str, float], dict[str, RunFailed]]:
     """Run (or resume) ``jobs``, ``workers`` at a time in separate processes (:func:`plan_workers`; one worker runs
-    them here, one after another). With ``progress`` a line per unfinished job (phase, step, ETA) is printed every
-    5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``;
+    them here, one after another). With ``progress`` the board (:class:`harness.progress.Board`: queued, running, done
+    and failed runs with an ETA, and each running job's phase, step and ETA) is printed every 5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``;
     an error of the pool itself (a worker process that died) counts as a bug of every job it took."""
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
@@ -91,7 +91,7 @@ def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool
     workers, threads = plan_workers(len(jobs), workers, threads)
     seconds: dict[str, float] = {}
     errors: dict[str, RunFailed] = {}
-    board = progress_report.Board(names, every=5.0 if progress else None, prefix=prefix)
+    board = progress_report.Board(names, every=5.0 if progress else None, prefix=prefix, workers=workers)
     with board:
         if workers == 1:
             for job in jobs:

@@ -1,8 +1,9 @@
-"""Live progress of long jobs (the demo's strategies): a phase, a count and an ETA per job.
+"""Live progress of long jobs (the demo's strategies, a sweep's runs): a phase, a count and an ETA per job, and
+how many are queued, running, done and failed, with an ETA for all of them.
 
 The training loop and the estimation call :func:`advance`; :func:`begin` opens a phase with its total. Nothing
 is shown unless a *sink* is set (:func:`set_sink`): the demo sets one per job, in-process or in a worker
-process, and a :class:`Board` in the main process prints one line per unfinished job every few seconds, from a
+process, and a :class:`Board` in the main process prints its summary and a line per running job every few seconds, from a
 thread, so a line comes even while a phase reports nothing (data loading, a shrink round).
 """
 from __future__ import annotations
@@ -47,16 +48,17 @@ def throttled(sink: Sink, every: float = 0.5) -> Sink:
 
 
 class Board:
-    """The status of named jobs; while running (a context manager), every ``every`` seconds it prints one line
-    per started, unfinished job: ``NAME  PHASE  DONE/TOTAL  ETA``, with the ETA from the phase's rate so far,
-    and one line naming the jobs still waiting for a worker."""
+    """The status of named jobs; while running (a context manager), every ``every`` seconds it prints a summary
+    (``Q queued, R running, D done, F failed``, with an ETA for all of them once one has finished: the mean time
+    of the finished jobs for each one left, spread over ``workers``), then one line per running job:
+    ``NAME  PHASE  DONE/TOTAL  ETA`` with the ETA of its phase from the rate so far, and the queued jobs' names."""
 
     def __init__(self, names: list[str], every: float | None = 5.0, stream: TextIO | None = None,
-                 prefix: str = "demo"):
+                 prefix: str = "demo", workers: int = 1):
         """``every = None``: no periodic lines (only :meth:`finish`'s); ``stream``: default the current stderr."""
-        self.names, self.every, self.prefix = list(names), every, prefix
+        self.names, self.every, self.prefix, self.workers = list(names), every, prefix, max(1, workers)
         self.stream = sys.stderr if stream is None else stream
-        self.state: dict[str, dict] = {n: {"phase": "waiting", "done": 0, "total": 0} for n in names}
+        self.state: dict[str, dict] = {n: {"phase": "queued", "done": 0, "total": 0} for n in names}
         self.lock, self.stop_event = threading.Lock(), threading.Event()
         self.start = time.monotonic()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -65,6 +67,7 @@ class Board:
         now = time.monotonic()
         with self.lock:
             st = self.state[name]
+            st.setdefault("started", now)
             if st["phase"] != phase:
                 st.update(phase=phase, since=now, first=done)
             st.update(done=done, total=total, at=now)
@@ -76,19 +79,36 @@ class Board:
 
     def fail(self, name: str) -> None:
         with self.lock:
-            self.state[name].update(phase="done")
+            self.state[name].update(phase="failed")
         self._print(f"{self.prefix}: {name}: failed")
+
+    def summary(self) -> str:
+        """``Q queued, R running, D done, F failed`` and the ETA of the whole set (see the class)."""
+        now = time.monotonic()
+        with self.lock:
+            states = list(self.state.values())
+        count = {k: sum(st["phase"] == k for st in states) for k in ("queued", "done", "failed")}
+        running = [st for st in states if st["phase"] not in count]
+        text = (f"{count['queued']} queued, {len(running)} running, {count['done']} done, {count['failed']} failed")
+        took = [st["seconds"] for st in states if "seconds" in st]
+        if not running and not count["queued"]:
+            return text
+        if not took:
+            return text + ", ETA once a job has finished"
+        mean = sum(took) / len(took)
+        left = count["queued"] * mean + sum(max(0.0, mean - (now - st["started"])) for st in running)
+        return text + f", ETA {left / self.workers:.0f} s (mean of {len(took)} finished: {mean:.0f} s)"
 
     def lines(self) -> list[str]:
         now, width = time.monotonic(), max(len(n) for n in self.names)
-        out, waiting = [], []
+        out, queued = [self.summary()], []
         with self.lock:
             for name in self.names:
                 st = self.state[name]
-                if st["phase"] == "done":
+                if st["phase"] in ("done", "failed"):
                     continue
-                if st["phase"] == "waiting":
-                    waiting.append(name)
+                if st["phase"] == "queued":
+                    queued.append(name)
                     continue
                 text = f"{name:<{width}}  {st['phase']:<8}"
                 if st["total"]:
@@ -97,8 +117,8 @@ class Board:
                     if moved > 0 and spent > 0:
                         text += f"  ETA {max(0.0, (st['total'] - st['done']) * spent / moved):4.0f} s"
                 out.append(text)
-        if waiting:
-            out.append(f"{len(waiting)} waiting: {', '.join(waiting)}")
+        if queued:
+            out.append(f"queued: {', '.join(queued)}")
         return out
 
     def _print(self, text: str) -> None:
@@ -107,9 +127,8 @@ class Board:
     def _loop(self) -> None:
         while not self.stop_event.wait(self.every):
             lines = self.lines()
-            if lines:
-                self._print(f"{self.prefix} [{time.monotonic() - self.start:4.0f} s]: " + lines[0]
-                            + "".join(f"\n{' ' * (len(self.prefix) + 10)}{line}" for line in lines[1:]))
+            self._print(f"{self.prefix} [{time.monotonic() - self.start:4.0f} s]: " + lines[0]
+                        + "".join(f"\n{' ' * (len(self.prefix) + 10)}{line}" for line in lines[1:]))
 
     def __enter__(self) -> "Board":
         if self.every is not None:

@@ -13,13 +13,16 @@ This is the only place that seeds. A run directory holds::
     estimates.csv      arch, estimate (%), loss, ground_truth (%), nb201_index
     alpha.csv, sharpness.csv, alpha_scores.csv   differentiable strategies only (harness/search.py)
     metrics.json       ranking metrics with CIs, timings, environment -- written last: marks the run finished
+    .lock              held (flock) by the process writing the directory; holds its pid and host
 
 An interrupted run resumes from the same directory (same config): training from the last
 checkpoint, estimation from the architectures already written to ``estimates.partial.csv``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import random
 import subprocess
@@ -109,7 +112,41 @@ def select_archs(cfg: Config, gt=None) -> list[Arch]:
     return sample_archs(est.sample_size, random.Random(est.sample_seed), pool)
 
 
-LEFTOVERS = {"config.toml", "split.json"}  # all a failed start leaves: nothing trained or estimated yet
+LOCK = ".lock"
+LEFTOVERS = {"config.toml", "split.json", LOCK}  # all a failed start leaves: nothing trained or estimated yet
+
+
+@contextlib.contextmanager
+def run_dir_lock(out: Path):
+    """Held while this process writes ``out``: an exclusive ``flock`` on ``out/.lock``, which records our pid and
+    host. A second process on the same directory (a rerun while stray workers of a killed sweep still run) fails
+    at once with :class:`RunDirError`. The kernel drops the lock when its holder exits or is killed."""
+    import fcntl
+
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirError(f"{out} is being written by another process (pid and host: {holder}); wait for it "
+                              "to finish or stop it, then rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {platform.node()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_dir_holder(out: Path) -> str | None:
+    """``"PID HOST"`` of the process writing ``out`` now, or None (nobody holds its lock)."""
+    try:
+        with run_dir_lock(out):
+            return None
+    except RunDirError:
+        return (out / LOCK).read_text().strip() or "unknown"
+    except FileNotFoundError:  # no such directory
+        return None
 
 
 def check_run_dir(out: Path, cfg: Config) -> str:
@@ -138,13 +175,21 @@ def check_run_dir(out: Path, cfg: Config) -> str:
                       f"{'; ...' if len(diff) > 6 else ''}); rerun with that config to resume, or choose another --out")
 
 
-def create_run_dir(out: Path, cfg: Config, status: str) -> bool:
-    """Make ``out`` a run directory of ``cfg`` (after :func:`check_run_dir` said ``status``); True when resuming."""
+def create_run_dir(out: Path, cfg: Config, status: str, lock: contextlib.ExitStack | None = None) -> bool:
+    """Make ``out`` a run directory of ``cfg`` (after :func:`check_run_dir` said ``status``); True when resuming.
+    With ``lock``, :func:`run_dir_lock` is taken on it (held until the stack closes) before anything else is
+    written; a directory another process holds raises :class:`RunDirError`."""
+    if lock is not None and status != "new":
+        lock.enter_context(run_dir_lock(out))
+        if (out / "metrics.json").exists():  # another process finished it since check_run_dir looked
+            raise RunDirError(f"{out} holds a finished run (metrics.json exists); choose another --out or remove it")
     if status == "reuse":
         print(f"note: {out} held only the leftovers of a failed start; reusing it", file=sys.stderr)
         (out / "split.json").unlink(missing_ok=True)
     if status != "resume":
         out.mkdir(parents=True, exist_ok=True)
+        if lock is not None and status == "new":
+            lock.enter_context(run_dir_lock(out))
         write_text(out / "config.toml", cfg.identity_toml())
     return status == "resume"
 
@@ -414,7 +459,7 @@ def _score_archs(est, name: str, ctx: Context, out: Path, archs: list[Arch], pro
 
 
 def _run_estimator(cfg: Config, out: Path, status: str, device: torch.device, gt, query, archs: list[Arch],
-                   truth: np.ndarray, progress: bool) -> dict:
+                   truth: np.ndarray, progress: bool, lock: contextlib.ExitStack) -> dict:
     """A run whose estimator needs no supernet (``[estimator] name``): score the architectures, query the ground
     truth, write estimates.csv and metrics.json as a supernet run does."""
     est = make_estimator(cfg)
@@ -427,7 +472,7 @@ def _run_estimator(cfg: Config, out: Path, status: str, device: torch.device, gt
         data = build_data(cfg, device, seed)
         images = _proxy_images(data.train, est.batch_size, est.batches, seed)
         split_info, resolution = data.split_info, data.split_info["resolution"]
-    create_run_dir(out, cfg, status)
+    create_run_dir(out, cfg, status, lock)
     if split_info is not None:
         write_json(out / "split.json", split_info)
     ctx = Context(C=cfg.supernet.C, N=cfg.supernet.N, num_classes=cfg.supernet.num_classes, resolution=resolution,
@@ -532,11 +577,13 @@ def run_experiment(cfg: Config, out: str | Path, progress: bool = True) -> dict:
     """Run (or resume) one experiment into ``out``; returns the metrics dict also written to metrics.json.
 
     Everything that can fail on the config or the inputs fails before ``out`` is first written."""
-    with trusting(cfg.run.trust_pickle):
-        return _run_experiment(cfg, Path(out), progress)
+    with trusting(cfg.run.trust_pickle), contextlib.ExitStack() as lock:
+        metrics = _run_experiment(cfg, Path(out), progress, lock)
+        (Path(out) / LOCK).unlink(missing_ok=True)  # a finished directory holds the run only
+        return metrics
 
 
-def _run_experiment(cfg: Config, out: Path, progress: bool) -> dict:
+def _run_experiment(cfg: Config, out: Path, progress: bool, lock: contextlib.ExitStack) -> dict:
     device = resolve_device(cfg.run.device)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -549,14 +596,15 @@ def _run_experiment(cfg: Config, out: Path, progress: bool) -> dict:
     truth = gt.query_many(archs, query)  # fails now, not after training, if an arch is missing
     status = check_run_dir(out, cfg)  # refuses a finished or different run before the data is loaded
     if not ESTIMATORS.get(cfg.estimator["name"]).trains:
-        return _run_estimator(cfg, out, status, device, gt, query, archs, np.asarray(truth, dtype=float), progress)
+        return _run_estimator(cfg, out, status, device, gt, query, archs, np.asarray(truth, dtype=float), progress,
+                              lock)
     seed = cfg.run.seed
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     data = build_data(cfg, device, seed)
     check_schedule(cfg, len(data.train), total_steps(cfg.train, len(data.train), make_sampler(cfg).paths_per_step))
-    resuming = create_run_dir(out, cfg, status)  # the first write: everything above can fail harmlessly
+    resuming = create_run_dir(out, cfg, status, lock)  # the first write: everything above can fail harmlessly
     write_json(out / "split.json", data.split_info)
     model = build_model(cfg, device)
     print(f"supernet: {json.dumps(model.describe())} on {device}" + (" (resuming)" if resuming else ""), file=sys.stderr)

@@ -5,6 +5,7 @@ A sweep file::
 
     base = "configs/demo-digitsm.toml"   # the run config every run starts from (relative to this file)
     out = "runs/my-sweep"                # where the runs go (--out overrides; relative to the current folder)
+    name = "{sampler.name}-seed{run.seed}"   # optional: run directory names from the variant and grid values
 
     [set]                                # overrides every run gets (any key `run --set` takes)
     "train.max_paths" = 300
@@ -13,11 +14,17 @@ A sweep file::
     "sampler.name" = ["uniform", "fairnas"]
     "run.seed" = [0, 1]
 
+    [variants.angle]                     # optional: named bundles of settings, each crossed with the grid
+    "shrink.rule" = "angle"              # (a variant may override [set], not the grid)
+    [variants.none]                      # an empty one: [set] alone
+
     [resources]                          # what each run asks for
     cpus = 1                             # torch threads per run (local) / Ray's num_cpus
     gpus = 0                             # Ray's num_gpus, fractions allowed (0.25: four runs share a GPU)
 
-Each run's directory is named after its grid values in grid order (``name-uniform_seed-0``), so a rerun finds it:
+Each run's directory is named after its variant and grid values in grid order (``name-uniform_seed-0``;
+``angle_name-uniform_seed-0`` with variants; or by the ``name`` template, whose fields are ``{variant}`` and the
+grid keys, every name distinct; ``/`` makes subfolders), so a rerun finds it:
 finished runs are skipped, interrupted ones resume from their checkpoint, and the sweep ends with
 ``nb201-harness compare`` over every finished run in ``OUT/compare``. Engines: ``local`` (the default) runs the
 runs in a process pool on this machine (:mod:`harness.pool`); ``ray`` runs each as a Ray task with its resource
@@ -29,6 +36,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +46,7 @@ import tomli_w
 from .config import Config, ConfigError, load_config
 
 ENGINES = ("local", "ray")
-KEYS = {"base", "out", "set", "grid", "resources"}
+KEYS = {"base", "out", "name", "set", "grid", "variants", "resources"}
 RESOURCES = {"cpus", "gpus"}
 
 
@@ -57,6 +65,8 @@ class Sweep:
     out: Path
     fixed: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)  # name -> {key: value}
+    name: str = ""  # run directory name template ("" = variant and grid values, see run_name)
     cpus: int = 1
     gpus: float = 0.0
 
@@ -65,15 +75,23 @@ class Sweep:
         out = Path(out) if out is not None else self.out
         keys = list(self.grid)
         runs = []
-        for values in itertools.product(*(self.grid[k] for k in keys)) if keys else [()]:
+        for variant, *values in itertools.product(self.variants or [None], *(self.grid[k] for k in keys)):
             combo = dict(zip(keys, values))
-            name = run_name(combo)
-            overrides = [_override(k, v) for k, v in {**self.fixed, **combo}.items()]
+            if self.name:
+                fields = {"variant": variant or "", **combo}
+                name = re.sub(r"\{([^{}]+)\}", lambda m: _slug(fields[m.group(1)]), self.name)
+            else:
+                name = "_".join(n for n in (variant, run_name(combo) if combo else None) if n) or "run"
+            settings = {**self.fixed, **(self.variants[variant] if variant else {}), **combo}
+            overrides = [_override(k, v) for k, v in settings.items()]
             try:
                 cfg = load_config(self.base, overrides)
             except ConfigError as exc:
                 raise ConfigError(f"{self.path}: run {name}: {exc}") from None
             runs.append(SweepRun(name, cfg, out / name))
+        if len({r.name for r in runs}) != len(runs):
+            raise ConfigError(f"{self.path}: name = {self.name!r} gives two runs one directory; name every grid key "
+                              "and {variant} in it")
         return runs
 
 
@@ -90,7 +108,7 @@ def _toml(value) -> str:
 
 def _slug(value) -> str:
     text = value if isinstance(value, str) else _toml(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "+", text).strip("+") or "empty"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "+", text).strip("+") or "empty"
 
 
 def _override(key: str, value) -> str:
@@ -114,10 +132,18 @@ def load_sweep(path: str | Path) -> Sweep:
     base = (path.parent / data["base"]).resolve()
     if not base.is_file():
         raise ConfigError(f"{path}: base config {base} does not exist")
-    fixed, grid, resources = (data.get(k, {}) for k in ("set", "grid", "resources"))
-    for what, table in (("set", fixed), ("grid", grid), ("resources", resources)):
+    fixed, grid, variants, resources = (data.get(k, {}) for k in ("set", "grid", "variants", "resources"))
+    for what, table in (("set", fixed), ("grid", grid), ("variants", variants), ("resources", resources)):
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{what}] must be a table")
+    for name, settings in variants.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: [variants.{name}] must be a table of settings")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", name):
+            raise ConfigError(f"{path}: variant name {name!r}: use letters, digits, '.', '+' and '-' (it names "
+                              "run directories)")
+        if both := sorted(set(settings) & set(grid)):
+            raise ConfigError(f"{path}: [variants.{name}] sets {both}, which [grid] varies; give each key once")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: [grid] {key!r} must be a non-empty list of values")
@@ -133,13 +159,26 @@ def load_sweep(path: str | Path) -> Sweep:
     if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not 0 <= gpus:
         raise ConfigError(f"{path}: [resources] gpus = {gpus!r}: must be a number >= 0 (fractions share a GPU)")
     out = Path(data.get("out") or f"runs/{path.stem}")
-    return Sweep(path, base, out, dict(fixed), dict(grid), int(cpus), float(gpus))
+    name = data.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: name = {name!r}: must be a template such as \"{{variant}}-seed{{run.seed}}\"")
+    fields = {"variant", *grid}
+    if unknown := sorted(set(re.findall(r"\{([^{}]*)\}", name)) - fields):
+        raise ConfigError(f"{path}: name template field(s) {unknown}; valid: {sorted(fields)}")
+    literal = re.sub(r"\{[^{}]*\}", "x", name)
+    if name and not (re.fullmatch(r"[A-Za-z0-9.+_/-]*", literal) and all(
+            part not in ("", ".", "..") for part in literal.split("/"))):
+        raise ConfigError(f"{path}: name = {name!r}: outside its fields use letters, digits, '.', '+', '_', '-' "
+                          "and '/' between non-empty folder names")
+    return Sweep(path, base, out, dict(fixed), dict(grid), {n: dict(v) for n, v in variants.items()}, name,
+                 int(cpus), float(gpus))
 
 
 def status(run: SweepRun) -> str:
-    """``done`` (finished, same config), ``resume`` (unfinished), ``new``; ConfigError if the directory holds a
-    run of another config (the sweep file changed under it)."""
-    from .runner import RunDirError, check_run_dir
+    """``done`` (finished, same config), ``resume`` (unfinished), ``new`` (or ``reuse``: a failed start's
+    leftovers); ConfigError if the directory holds a run of another config (the sweep file changed under it) or
+    another process is writing it (:func:`harness.runner.run_dir_lock`)."""
+    from .runner import RunDirError, check_run_dir, run_dir_holder
 
     d = run.run_dir
     if (d / "metrics.json").exists():
@@ -148,26 +187,33 @@ def status(run: SweepRun) -> str:
         raise ConfigError(f"{d} holds a finished run of another config; the sweep changed since it ran. Give the "
                           "sweep another --out, or remove that directory")
     try:
-        return check_run_dir(d, run.config)
+        state = check_run_dir(d, run.config)
     except RunDirError as exc:
         raise ConfigError(str(exc)) from None
+    if state != "new" and (holder := run_dir_holder(d)):
+        raise ConfigError(f"{d} is being written by another process (pid and host: {holder}), perhaps a worker "
+                          "of an interrupted sweep; wait for it or stop it, then rerun the sweep")
+    return state
 
 
-def _ray_task(job, threads: int):
+def _ray_task(job, threads: int, queue):
     from .pool import _run_one
 
-    return _run_one(job, threads)
+    return _run_one(job, threads, queue)
 
 
 def run_ray(jobs: list, cpus: int, gpus: float, address: str | None, progress: bool) -> tuple[dict, dict]:
     """Each job as a Ray task asking for ``cpus`` CPUs and ``gpus`` GPUs on the cluster at ``address`` (or the Ray
-    instance this process already started). Returns ``(seconds per finished job, RunFailed per failed job)``."""
+    instance this process already started), with the same progress board as the local engine (the tasks report
+    through a Ray queue). Returns ``(seconds per finished job, RunFailed per failed job)``."""
     try:
         import ray
+        from ray.util.queue import Queue
     except ImportError:
         raise ConfigError("--engine ray needs Ray, an optional extra: pip install -e '.[ray]' (then start a cluster "
                           "with `ray start --head`)") from None
-    from .pool import RunFailed
+    from . import progress as progress_report
+    from .pool import RunFailed, _drain
 
     if not ray.is_initialized():
         try:
@@ -175,25 +221,40 @@ def run_ray(jobs: list, cpus: int, gpus: float, address: str | None, progress: b
         except ConnectionError as exc:
             raise ConfigError(f"--engine ray: no Ray cluster at {address or 'auto'} ({exc}); start one with "
                               "`ray start --head` or give --address") from None
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1) // cpus)
+    if gpus:
+        slots = min(slots, int(total.get("GPU", 0) // gpus))
     task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ray_task)
-    pending = {task.remote(job, cpus): job.name for job in jobs}
+    queue = Queue()
+    board = progress_report.Board([job.name for job in jobs], every=5.0 if progress else None, prefix="sweep",
+                                  workers=max(1, slots))
+    drain = threading.Thread(target=_drain, args=(queue, board), daemon=True)
+    pending = {task.remote(job, cpus, queue): job.name for job in jobs}
     seconds, errors = {}, {}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        ref = done[0]
-        name = pending.pop(ref)
+    with board:
+        drain.start()
         try:
-            seconds[name] = ray.get(ref)[1]
-            state = "done"
-        except RunFailed as exc:
-            errors[name], state = exc, "failed"
-        except Exception as exc:  # Ray wraps a task's exception; unwrap RunFailed, else it is a bug
-            cause = getattr(exc, "cause", None)
-            errors[name] = cause if isinstance(cause, RunFailed) else RunFailed(f"{name}: {type(exc).__name__}: "
-                                                                                f"{exc}", bug=True)
-            state = "failed"
-        if progress:
-            print(f"sweep: {name} {state} ({len(seconds) + len(errors)}/{len(jobs)})", flush=True, file=sys.stderr)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                name = pending.pop(ref)
+                try:
+                    seconds[name] = ray.get(ref)[1]
+                    board.finish(name, seconds[name])
+                except RunFailed as exc:
+                    errors[name] = exc
+                    board.fail(name)
+                except Exception as exc:  # Ray wraps a task's exception; unwrap RunFailed, else it is a bug
+                    cause = getattr(exc, "cause", None)
+                    errors[name] = cause if isinstance(cause, RunFailed) else RunFailed(
+                        f"{name}: {type(exc).__name__}: {exc}", bug=True)
+                    board.fail(name)
+        finally:
+            queue.put(None)
+            drain.join()
+    for message in errors.values():
+        print(f"sweep: failed: {message}", file=sys.stderr)
     return seconds, errors
 
 
@@ -217,6 +278,5 @@ def run_sweep(sweep: Sweep, out: Path | None = None, engine: str = "local", addr
         _, errors = run_ray(jobs, sweep.cpus, sweep.gpus, address, progress)
     finished = [r for r in runs if r.name not in errors and (r.run_dir / "metrics.json").exists()]
     if finished:
-        root = runs[0].run_dir.parent
-        write_report([load_run(r.run_dir) for r in finished], root / "compare")
+        write_report([load_run(r.run_dir) for r in finished], (Path(out) if out is not None else sweep.out) / "compare")
     return runs, errors

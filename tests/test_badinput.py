@@ -523,6 +523,32 @@ def test_cli_bad_input(project, two_runs, tmp_path, capsys, case):
     assert not (tmp_path / "r").exists() and not (tmp_path / "s.csv").exists()
 
 
+def test_bad_sweep_files_are_one_line_errors_before_any_run(project, tmp_path, capsys):
+    head = f'base = "{project / "run.toml"}"\nout = "{tmp_path / "o"}"\n'
+    for body, pattern in (
+            ('[grid]\n"run.seed" = [0, 1]\n[variants.a]\n"run.seed" = 2\n',
+             r"\[variants.a\] sets \['run.seed'\], which \[grid\] varies"),
+            ('name = "{seed}"\n[grid]\n"run.seed" = [0, 1]\n', r"name template field\(s\) \['seed'\]"),
+            ('name = "x"\n[grid]\n"run.seed" = [0, 1]\n', r"gives two runs one directory"),
+            ('[grid]\n"train.lr" = [0.1, -1.0]\n', r"run lr--1.0: .*lr")):
+        (tmp_path / "s.toml").write_text(head + body)
+        one_line(capsys, 2, run_cli("sweep", tmp_path / "s.toml", "--quiet"), pattern)
+        assert not (tmp_path / "o").exists()
+
+
+def test_a_run_directory_another_process_writes_is_refused(project, tmp_path, capsys):
+    from harness.runner import create_run_dir, run_dir_lock
+
+    out = tmp_path / "r"
+    cfg = load_config(project / "run.toml", [])
+    create_run_dir(out, cfg, "new")  # an unfinished run
+    with run_dir_lock(out):  # held, as by a worker of a killed sweep (a second open file: flock refuses it too)
+        one_line(capsys, 2, run_cli("run", project / "run.toml", "--out", out, "--quiet"),
+                 rf"is being written by another process \(pid and host: {os.getpid()} ")
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "config.toml"]
+    assert run_cli("run", project / "run.toml", "--out", out, "--quiet") == 0  # once it is free
+
+
 # ----------------------------------------------------------------------------- exit codes
 
 def test_exit_0_1_and_4_of_check(two_runs, tmp_path, capsys):

@@ -18,13 +18,30 @@ def test_board_prints_a_line_per_unfinished_job_with_an_eta():
     text = out.getvalue()
     assert "uniform" in text and "50/100" in text and "ETA" in text
     assert "demo: fairnas: done in 3 s" in text
-    assert "1 waiting: fairnas" in text  # before it started
+    assert "queued: fairnas" in text  # before it started
+    assert "1 queued, 1 running, 0 done, 0 failed, ETA once a job has finished" in text
     last = text.strip().splitlines()[-1]  # after fairnas finished only uniform is listed
     assert "uniform" in last and "fairnas" not in last
     # the ETA is the rest at the rate so far: 50 more steps at 50 per ~0.02 s
-    line = board.lines()[0]
+    line = board.lines()[1]
     eta = float(line.split("ETA")[1].split("s")[0])
     assert 0 <= eta < 5
+
+
+def test_the_summary_counts_jobs_and_spreads_the_mean_run_time_over_the_workers(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    board = progress.Board(["a", "b", "c", "d", "e"], every=None, stream=io.StringIO(), workers=2)
+    board.update("a", "train", 0, 10)
+    board.update("b", "train", 0, 10)
+    clock[0] = 130.0
+    board.finish("a", 30.0)
+    board.update("c", "train", 0, 10)  # c starts at 130
+    board.fail("b")
+    clock[0] = 140.0
+    # d, e queued: 2 x 30 s; c ran 10 s of a mean 30: 20 s; over 2 workers: (60 + 20) / 2 = 40 s
+    assert board.summary() == "2 queued, 1 running, 1 done, 1 failed, ETA 40 s (mean of 1 finished: 30 s)"
+    assert board.lines()[1:] == ["c  train        0/10   ", "queued: d, e"]
 
 
 def test_a_quiet_board_prints_only_finished_jobs():

@@ -50,7 +50,31 @@ def test_a_sweep_expands_to_stable_runs_and_checks_every_config_first(tmp_path):
         load_sweep(bad).runs()
 
 
+def test_variants_are_named_bundles_of_settings_crossed_with_the_grid(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(f'base = "{ROOT / "configs" / "demo-digitsm.toml"}"\n[set]\n"train.lr" = 0.2\n'
+                    '"shrink.min_ops" = 3\n[grid]\n"run.seed" = [0, 1]\n[variants.none]\n[variants.angle]\n'
+                    '"shrink.rule" = "angle"\n"train.lr" = 0.05\n')
+    runs = load_sweep(path).runs(tmp_path / "o")
+    assert [r.name for r in runs] == ["none_seed-0", "none_seed-1", "angle_seed-0", "angle_seed-1"]
+    assert [(r.config.shrink.rule, r.config.train.lr, r.config.shrink.min_ops, r.config.run.seed) for r in runs] == [
+        ("none", 0.2, 3, 0), ("none", 0.2, 3, 1), ("angle", 0.05, 3, 0), ("angle", 0.05, 3, 1)]  # a variant overrides [set]
+    path.write_text('name = "{variant}-seed{run.seed}"\n' + path.read_text())  # the reports' names
+    assert [r.name for r in load_sweep(path).runs()] == ["none-seed0", "none-seed1", "angle-seed0", "angle-seed1"]
+    path.write_text(path.read_text().replace("{variant}-seed{run.seed}", "{variant}/seed{run.seed}"))
+    assert [r.run_dir for r in load_sweep(path).runs(tmp_path)][-1] == tmp_path / "angle" / "seed1"
+    path.write_text(path.read_text().replace("{variant}/seed{run.seed}", "{variant}"))
+    with pytest.raises(ConfigError, match="gives two runs one directory"):
+        load_sweep(path).runs()
+
+
 @pytest.mark.parametrize("text, match", [
+    ('base = "{base}"\n[grid]\n"run.seed" = [0]\n[variants.a]\n"run.seed" = 1', "sets \\['run.seed'\\], which \\[grid\\] varies"),
+    ('base = "{base}"\n[variants]\n"a b" = {{}}', "variant name 'a b'"),
+    ('base = "{base}"\n[variants]\na = 3', "\\[variants.a\\] must be a table"),
+    ('base = "{base}"\nname = "{{seed}}"', "name template field\\(s\\) \\['seed'\\]; valid: \\['variant'\\]"),
+    ('base = "{base}"\nname = "a b{{variant}}"', "outside its fields use letters"),
+    ('base = "{base}"\nname = "../{{variant}}"', "between non-empty folder names"),
     ('base = "x.toml"', "base config .*x.toml does not exist"),
     ('base = "{base}"\n[grid]\n"run.seed" = []', "must be a non-empty list"),
     ('base = "{base}"\n[grid]\n"run.seed" = [1, 1]', "repeats a value"),
@@ -99,7 +123,7 @@ def test_a_killed_sweep_resumes_to_identical_metrics(tmp_path):
 
 
 @pytest.mark.slow  # starts a local Ray instance
-def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path):
+def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path, capsys):
     ray = pytest.importorskip("ray")
     grid = {"sampler.name": ["uniform"], "run.seed": [0, 1]}
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -107,10 +131,12 @@ def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path):
     run_sweep(load_sweep(_sweep_file(local, grid)), progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        _, errors = run_sweep(load_sweep(_sweep_file(remote, grid, gpus=0)), engine="ray", progress=False)
+        _, errors = run_sweep(load_sweep(_sweep_file(remote, grid, gpus=0)), engine="ray", progress=True)
     finally:
         ray.shutdown()
     assert not errors
+    err = capsys.readouterr().err  # the board's lines (the tasks report through a Ray queue)
+    assert "sweep: name-uniform_seed-0: done in" in err and "sweep: name-uniform_seed-1: done in" in err
     assert _metrics(remote / "out") == _metrics(local / "out") and len(_metrics(local / "out")) == 2
 
 
@@ -118,3 +144,50 @@ def test_the_ray_engine_without_ray_says_how_to_install_it(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
         run_sweep(load_sweep(_sweep_file(tmp_path, {"run.seed": [0]})), engine="ray", progress=False)
+
+
+def test_a_run_directory_another_process_writes_is_refused_until_that_process_dies(tmp_path):
+    # a worker of a sweep whose parent alone was killed -9 still writes its run: a rerun must not write there too
+    from harness.runner import RunDirError, create_run_dir, run_experiment
+
+    sweep = load_sweep(_sweep_file(tmp_path, {"run.seed": [0]}))
+    (run,) = sweep.runs()
+    create_run_dir(run.run_dir, run.config, "new")  # an unfinished run
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from harness.runner import run_dir_lock\n"
+                               "with run_dir_lock(Path(sys.argv[1])):\n    time.sleep(300)", str(run.run_dir)],
+                              cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        lock = run.run_dir / ".lock"
+        while not (lock.exists() and str(holder.pid) in lock.read_text()) and time.time() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(ConfigError, match=rf"being written by another process \(pid and host: {holder.pid} "):
+            run_sweep(sweep, progress=False)  # refused before any run starts
+        with pytest.raises(RunDirError, match=rf"being written by another process \(pid and host: {holder.pid} "):
+            run_experiment(run.config, run.run_dir, progress=False)
+        assert sorted(p.name for p in run.run_dir.iterdir()) == [".lock", "config.toml"]  # nothing written
+    finally:
+        holder.kill()  # kill -9: the kernel drops its lock
+        holder.wait()
+    _, errors = run_sweep(sweep, progress=False)
+    assert not errors and (run.run_dir / "metrics.json").exists()
+    assert not (run.run_dir / ".lock").exists()  # a finished directory holds the run only
+
+
+def test_the_committed_reports_are_sweeps_over_every_registered_method():
+    from harness.estimators import ESTIMATORS
+    from harness.samplers import SAMPLERS
+
+    files = sorted(ROOT.glob("reports/*/sweep*.toml"))
+    assert {f.parent.name for f in files} == {"strategies-cifar10-cpu", "shrinking-cifar10-cpu", "estimators-cifar10",
+                                              "differentiable-cifar10-cpu", "unsampled-ops"}
+    for f in files:  # every run's config is valid, and each make.sh runs its sweeps
+        assert load_sweep(f).runs(), f
+        assert f"{f.name}" in (f.parent / "make.sh").read_text(), f
+    strategies = load_sweep(ROOT / "reports/strategies-cifar10-cpu/sweep.toml").grid["sampler.name"]
+    assert sorted(strategies) == sorted(n for n in SAMPLERS.names() if not SAMPLERS.get(n).differentiable)
+    estimators = load_sweep(ROOT / "reports/estimators-cifar10/sweep.toml").grid["estimator.name"]
+    assert sorted(estimators) == sorted(n for n in ESTIMATORS.names() if not ESTIMATORS.get(n).trains)
+    runs = load_sweep(ROOT / "reports/shrinking-cifar10-cpu/sweep.toml").runs()  # the committed directory names
+    assert {r.name for r in runs} == {p.name for p in (ROOT / "reports/shrinking-cifar10-cpu/runs").iterdir()}

@@ -12,22 +12,9 @@
 set -euo pipefail
 here=reports/differentiable-cifar10-cpu
 rm -rf "$here/runs" "$here"/*.png "$here"/*.svg "$here"/*.csv "$here"/*.md
-mkdir -p "$here/runs"
-logs="$(mktemp -d)"
 start=$(date +%s)
-common="--set train.max_steps=1000 --set forgetting.probes=0 --set forgetting.decay_tracers=0 \
-  --set search.alpha_every=0.25 --set search.sharpness_iters=10"
-variants=(
-  "sd-darts|1 2 0|--set sampler.name=sd-darts --set search.sharpness_every=0.5"
-  "darts|0 1 2|--set sampler.name=darts --set search.sharpness_every=0.5"
-  "gdas|0 1 2|--set sampler.name=gdas --set search.sharpness_every=0.5"
-  "uniform|0 1 2|"
-)
-for v in "${variants[@]}"; do IFS="|" read -r name seeds opts <<< "$v"
-  for seed in $seeds; do echo "$name|$seed|$opts"; done; done |
-  OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c 'IFS="|"; set -- $(echo "{}"); name=$1 seed=$2 opts=$3; IFS=" ";
-    nb201-harness run configs/cifar10-cpu-smoke.toml --quiet --out "'"$here"'/runs/$name-seed$seed" \
-      --set run.seed=$seed '"$common"' $opts > "'"$logs"'/$name-seed$seed.log" 2>&1'
+nb201-harness sweep "$here/sweep.toml" --quiet  # the runs: sweep.toml
+rm -rf "$here/runs/compare"  # the sweep's own compare output; the report below is this report's
 python reports/make_report.py "$here"/runs/* --out "$here" --wall-seconds $(( $(date +%s) - start )) \
   --title "Differentiable search (DARTS, GDAS, SD-DARTS) against uniform sampling on CPU-sized real CIFAR-10" \
   --command "bash $here/make.sh"

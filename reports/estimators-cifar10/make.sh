@@ -12,17 +12,11 @@ set -euo pipefail
 here=reports/estimators-cifar10
 start=$(date +%s)
 rm -rf "$here/runs" "$here/runs-full" "$here/table"
-estimators=$(python -c "from harness.estimators import ESTIMATORS
-print(' '.join(n for n in ESTIMATORS.names() if not ESTIMATORS.get(n).trains))")
-for e in $estimators; do for seed in 0 1 2; do echo "$e $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P 2 -n 2 sh -c 'nb201-harness run configs/cifar10-cpu-smoke.toml --quiet \
-    --out "'"$here"'/runs/$0-seed$1" --set estimate.sample_size=1000 --set estimator.name=$0 \
-    --set run.seed=$1 > /dev/null'
+nb201-harness sweep "$here/sweep.toml" --quiet  # CPU-sized network: every estimator that does not train
 # NB201's full network (configs/estimators-cifar10.toml: C=16, N=5, 32x32; the same 1,000 architectures), for the
 # baselines and the proxies cheap enough there on 2 CPU cores (the others take 0.3-1.8 s per architecture)
-for e in params flops synflow l2_norm; do for seed in 0 1 2; do echo "$e $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P 2 -n 2 sh -c 'nb201-harness run configs/estimators-cifar10.toml --quiet \
-    --out "'"$here"'/runs-full/$0-seed$1" --set estimator.name=$0 --set run.seed=$1 > /dev/null'
+nb201-harness sweep "$here/sweep-full.toml" --quiet
+rm -rf "$here/runs/compare" "$here/runs-full/compare"  # the sweeps' own compare output
 python "$here/make_estimators.py" --runs "$here/runs" --full-runs "$here/runs-full" \
   --supernets reports/strategies-cifar10-cpu/runs \
   --naslib "$here/naslib-agreement.json" --out "$here" --wall-seconds $(( $(date +%s) - start )) \
