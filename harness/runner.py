@@ -75,8 +75,18 @@ def environment(device: torch.device, seed: int) -> dict:
     return {"harness": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "cpu_threads": torch.get_num_threads(), "seed": seed, "git_revision": _git_revision(),
-            "host": platform.node()}
+            "cpu_threads": torch.get_num_threads(), "cpu_model": _cpu_model(),
+            # the vector ISA oneDNN uses: float results (and so whole training runs) differ between AVX2 and AVX-512
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "seed": seed, "git_revision": _git_revision(), "host": platform.node()}
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return platform.processor() or None
 
 
 def _git_revision() -> str | None:

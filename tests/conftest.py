@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,11 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GT_CSV = SHARED / "nb201" / "nb201_groundtruth.csv"
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers, one torch thread each, never oversubscribed
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -78,6 +78,9 @@ def test_training_and_estimation_report_to_the_sink(tmp_path, image_folder):
     estimate = [a for a in seen if a[0] == "estimate"]
     assert estimate[0] == ("estimate", 0, len(ARCHS)) and estimate[-1] == ("estimate", len(ARCHS), len(ARCHS))
     assert metrics["environment"]["cpu_threads"] == 1  # run.threads, recorded
+    import torch
+
+    assert metrics["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # the ISA, recorded
     assert "threads" not in (tmp_path / "run" / "config.toml").read_text()  # how it ran, not what it computes
 
 

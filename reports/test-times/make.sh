@@ -2,7 +2,8 @@
 # Regenerates this report: how long the README's test command (the fast tier, -m "not slow") and the full suite
 # (what .ci/run runs) take, and how many tests each runs. The README quotes README.md here, and
 # tests/test_readme.py checks that it does. From the repository root with the venv active, on an otherwise idle
-# machine (it runs the whole suite twice, about 6 minutes on 2 cores):
+# machine (the fast tier in one process, then the whole suite on a pytest-xdist worker per core; 15-25 minutes on
+# 2 cores):
 #   bash reports/test-times/make.sh
 set -euo pipefail
 here=reports/test-times
@@ -16,7 +17,7 @@ tier() {  # NAME then pytest arguments: prints "NAME: <pytest summary line> (<wa
   echo "- $name: $summary ($((SECONDS - start)) s wall)"
 }
 fast=$(tier "fast tier (the README's test command)" -m "not slow")
-full=$(tier "full suite (.ci/run)")
+full=$(tier "full suite (.ci/run)" -n auto --dist loadfile)
 {
   echo "# Test-suite times"
   echo
