@@ -53,14 +53,23 @@ def plan_workers(n_jobs: int, workers: int = 0, threads: int = 0) -> tuple[int, 
 
 def _run_one(job: Job, threads: int, queue=None) -> tuple[str, float]:
     """One run; in a worker process its progress goes to ``queue`` as (name, phase, done, total)."""
-    from .runner import run_experiment
+    from .runner import RunDirBusy, run_experiment
 
     torch.set_num_threads(threads)
     if queue is not None:
-        progress_report.set_sink(progress_report.throttled(lambda *a: queue.put((job.name, *a))))
+        def report(*a):  # best effort: a lost progress queue (a dead Ray actor) must not fail the run
+            try:
+                queue.put((job.name, *a))
+            except Exception:
+                pass
+
+        report("starting", 0, 0)
+        progress_report.set_sink(progress_report.throttled(report))
     start = time.perf_counter()
     try:
         run_experiment(job.config, job.run_dir, progress=False)
+    except RunDirBusy as exc:  # another process's directory: leave it alone
+        raise RunFailed(f"{job.name}: {exc}") from None
     except Exception as exc:  # the traceback stays with the run; the pool goes on with the others
         from .cli import user_errors
 
@@ -73,7 +82,10 @@ def _run_one(job: Job, threads: int, queue=None) -> tuple[str, float]:
 
 def _drain(queue, board: progress_report.Board) -> None:
     while True:
-        item = queue.get()
+        try:
+            item = queue.get()
+        except Exception:  # the queue itself is gone (a Ray actor that died): no more progress, runs go on
+            return
         if item is None:
             return
         board.update(*item)
@@ -95,6 +107,7 @@ def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool
     with board:
         if workers == 1:
             for job in jobs:
+                board.update(job.name, "starting", 0, 0)
                 progress_report.set_sink(lambda *a, name=job.name: board.update(name, *a))
                 try:
                     seconds[job.name] = _run_one(job, threads)[1]

@@ -50,7 +50,8 @@ def throttled(sink: Sink, every: float = 0.5) -> Sink:
 class Board:
     """The status of named jobs; while running (a context manager), every ``every`` seconds it prints a summary
     (``Q queued, R running, D done, F failed``, with an ETA for all of them once one has finished: the mean time
-    of the finished jobs for each one left, spread over ``workers``), then one line per running job:
+    of the finished jobs for each one left, spread over ``workers``, and at least what the longest running job
+    still needs), then one line per running job:
     ``NAME  PHASE  DONE/TOTAL  ETA`` with the ETA of its phase from the rate so far, and the queued jobs' names."""
 
     def __init__(self, names: list[str], every: float | None = 5.0, stream: TextIO | None = None,
@@ -67,6 +68,8 @@ class Board:
         now = time.monotonic()
         with self.lock:
             st = self.state[name]
+            if st["phase"] in ("done", "failed"):  # a late report from the job's process
+                return
             st.setdefault("started", now)
             if st["phase"] != phase:
                 st.update(phase=phase, since=now, first=done)
@@ -96,8 +99,10 @@ class Board:
         if not took:
             return text + ", ETA once a job has finished"
         mean = sum(took) / len(took)
-        left = count["queued"] * mean + sum(max(0.0, mean - (now - st["started"])) for st in running)
-        return text + f", ETA {left / self.workers:.0f} s (mean of {len(took)} finished: {mean:.0f} s)"
+        rest = [max(0.0, mean - (now - st["started"])) for st in running]
+        # the work left spread over the workers, but never less than the longest running job still needs
+        eta = max((count["queued"] * mean + sum(rest)) / self.workers, max(rest, default=0.0))
+        return text + f", ETA {eta:.0f} s (mean of {len(took)} finished: {mean:.0f} s)"
 
     def lines(self) -> list[str]:
         now, width = time.monotonic(), max(len(n) for n in self.names)

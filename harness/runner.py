@@ -76,7 +76,8 @@ def environment(device: torch.device, seed: int) -> dict:
             "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "cpu_threads": torch.get_num_threads(), "cpu_model": _cpu_model(),
-            # the vector ISA oneDNN uses: float results (and so whole training runs) differ between AVX2 and AVX-512
+            # the vector ISA level PyTorch's CPU kernels dispatch to (AVX2, AVX512, ...): float results, and so whole
+            # training runs, can differ between levels
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "seed": seed, "git_revision": _git_revision(), "host": platform.node()}
 
@@ -126,11 +127,16 @@ LOCK = ".lock"
 LEFTOVERS = {"config.toml", "split.json", LOCK}  # all a failed start leaves: nothing trained or estimated yet
 
 
+class RunDirBusy(RunDirError):
+    """Another process holds the run directory's lock (its error is not this run's: nothing is written there)."""
+
+
 @contextlib.contextmanager
 def run_dir_lock(out: Path):
     """Held while this process writes ``out``: an exclusive ``flock`` on ``out/.lock``, which records our pid and
     host. A second process on the same directory (a rerun while stray workers of a killed sweep still run) fails
-    at once with :class:`RunDirError`. The kernel drops the lock when its holder exits or is killed."""
+    at once with :class:`RunDirBusy`. The kernel drops the lock when its holder exits or is killed. Where the
+    file system cannot lock (some network or FUSE mounts) the run goes on unlocked, with a warning."""
     import fcntl
 
     fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -139,8 +145,10 @@ def run_dir_lock(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise RunDirError(f"{out} is being written by another process (pid and host: {holder}); wait for it "
-                              "to finish or stop it, then rerun") from None
+            raise RunDirBusy(f"{out} is being written by another process (pid and host: {holder}); wait for it "
+                             "to finish or stop it, then rerun") from None
+        except OSError as exc:
+            print(f"warning: cannot lock {out / LOCK} ({exc}); going on without the lock", file=sys.stderr)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {platform.node()}\n".encode(), 0)
         yield
@@ -153,7 +161,7 @@ def run_dir_holder(out: Path) -> str | None:
     try:
         with run_dir_lock(out):
             return None
-    except RunDirError:
+    except RunDirBusy:
         return (out / LOCK).read_text().strip() or "unknown"
     except FileNotFoundError:  # no such directory
         return None
@@ -167,7 +175,7 @@ def check_run_dir(out: Path, cfg: Config) -> str:
         return "new"
     if (out / "metrics.json").exists():
         raise RunDirError(f"{out} holds a finished run (metrics.json exists); choose another --out or remove it")
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()} - {LOCK}  # a lock alone: killed before config.toml was written
     if "config.toml" not in names:
         if names:
             raise RunDirError(f"{out} exists and is not a run directory of this harness; choose another --out")
@@ -185,6 +193,31 @@ def check_run_dir(out: Path, cfg: Config) -> str:
                       f"{'; ...' if len(diff) > 6 else ''}); rerun with that config to resume, or choose another --out")
 
 
+def finished_config_differs(out: Path, cfg: Config) -> list[str]:
+    """The keys (with both values) in which the finished run in ``out`` is another experiment than ``cfg``. Its
+    config.toml is read as an experiment, not as text: a key the file lacks counts as equal where ``cfg`` holds
+    its default (the key came to the harness after that run, which ran without the feature), and a path counts
+    as equal where it names the same file (written relative to the checkout then, absolute now)."""
+    from .config import PATH_KEYS, flat_keys, load_config
+
+    try:
+        theirs = flat_keys(tomllib.loads((out / "config.toml").read_text()))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return [f"(its config.toml cannot be read: {exc})"]
+    mine, default = flat_keys(cfg.identity()), flat_keys(load_config(None).identity())
+    paths, root, absent = {f"{s}.{k}" for s, k in PATH_KEYS}, Path(__file__).resolve().parents[1], object()
+    differ = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = theirs.get(key, absent), mine.get(key, absent)
+        if a == b or (a is absent and b == default.get(key, absent)):
+            continue
+        if key in paths and isinstance(a, str) and isinstance(b, str) and a and b and \
+                (root / a).resolve() == Path(b).resolve():
+            continue
+        differ.append(f"{key} = {'(absent)' if a is absent else repr(a)} vs {'(absent)' if b is absent else repr(b)}")
+    return differ
+
+
 def create_run_dir(out: Path, cfg: Config, status: str, lock: contextlib.ExitStack | None = None) -> bool:
     """Make ``out`` a run directory of ``cfg`` (after :func:`check_run_dir` said ``status``); True when resuming.
     With ``lock``, :func:`run_dir_lock` is taken on it (held until the stack closes) before anything else is
@@ -200,6 +233,8 @@ def create_run_dir(out: Path, cfg: Config, status: str, lock: contextlib.ExitSta
         out.mkdir(parents=True, exist_ok=True)
         if lock is not None and status == "new":
             lock.enter_context(run_dir_lock(out))
+            if check_run_dir(out, cfg) != "new":  # another process started (or finished) it since we looked
+                raise RunDirError(f"{out} was started by another process meanwhile; rerun to resume it")
         write_text(out / "config.toml", cfg.identity_toml())
     return status == "resume"
 

@@ -108,7 +108,8 @@ def _toml(value) -> str:
 
 def _slug(value) -> str:
     text = value if isinstance(value, str) else _toml(value)
-    return re.sub(r"[^A-Za-z0-9._+-]+", "+", text).strip("+") or "empty"
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "+", text).strip("+") or "empty"
+    return slug.replace(".", "+") if slug in (".", "..") else slug  # never a path step out of OUT
 
 
 def _override(key: str, value) -> str:
@@ -162,7 +163,7 @@ def load_sweep(path: str | Path) -> Sweep:
     name = data.get("name", "")
     if not isinstance(name, str):
         raise ConfigError(f"{path}: name = {name!r}: must be a template such as \"{{variant}}-seed{{run.seed}}\"")
-    fields = {"variant", *grid}
+    fields = {"variant", *grid} if variants else set(grid)
     if unknown := sorted(set(re.findall(r"\{([^{}]*)\}", name)) - fields):
         raise ConfigError(f"{path}: name template field(s) {unknown}; valid: {sorted(fields)}")
     literal = re.sub(r"\{[^{}]*\}", "x", name)
@@ -178,14 +179,15 @@ def status(run: SweepRun) -> str:
     """``done`` (finished, same config), ``resume`` (unfinished), ``new`` (or ``reuse``: a failed start's
     leftovers); ConfigError if the directory holds a run of another config (the sweep file changed under it) or
     another process is writing it (:func:`harness.runner.run_dir_lock`)."""
-    from .runner import RunDirError, check_run_dir, run_dir_holder
+    from .runner import RunDirError, check_run_dir, finished_config_differs, run_dir_holder
 
     d = run.run_dir
     if (d / "metrics.json").exists():
-        if (d / "config.toml").exists() and (d / "config.toml").read_text() == run.config.identity_toml():
+        if not (differ := finished_config_differs(d, run.config)):
             return "done"
-        raise ConfigError(f"{d} holds a finished run of another config; the sweep changed since it ran. Give the "
-                          "sweep another --out, or remove that directory")
+        raise ConfigError(f"{d} holds a finished run of another config ({'; '.join(differ[:4])}"
+                          f"{'; ...' if len(differ) > 4 else ''}); the sweep changed since it ran. Give the sweep "
+                          "another --out, or remove that directory")
     try:
         state = check_run_dir(d, run.config)
     except RunDirError as exc:
@@ -251,8 +253,11 @@ def run_ray(jobs: list, cpus: int, gpus: float, address: str | None, progress: b
                         f"{name}: {type(exc).__name__}: {exc}", bug=True)
                     board.fail(name)
         finally:
-            queue.put(None)
-            drain.join()
+            try:
+                queue.put(None)
+            except Exception:  # the queue actor died; the drain thread has stopped on its own
+                pass
+            drain.join(timeout=30)
     for message in errors.values():
         print(f"sweep: failed: {message}", file=sys.stderr)
     return seconds, errors

@@ -42,6 +42,13 @@ def test_the_summary_counts_jobs_and_spreads_the_mean_run_time_over_the_workers(
     # d, e queued: 2 x 30 s; c ran 10 s of a mean 30: 20 s; over 2 workers: (60 + 20) / 2 = 40 s
     assert board.summary() == "2 queued, 1 running, 1 done, 1 failed, ETA 40 s (mean of 1 finished: 30 s)"
     assert board.lines()[1:] == ["c  train        0/10   ", "queued: d, e"]
+    board.update("a", "estimate", 5, 10)  # a late report from a finished job changes nothing
+    assert board.summary().startswith("2 queued, 1 running, 1 done, 1 failed")
+    for name in ("d", "e"):
+        board.update(name, "train", 0, 10)
+        board.finish(name, 30.0)
+    # c alone is left, 20 s short of the mean: no other worker can share it, so 20 s, not 20 / 2
+    assert board.summary() == "0 queued, 1 running, 3 done, 1 failed, ETA 20 s (mean of 3 finished: 30 s)"
 
 
 def test_a_quiet_board_prints_only_finished_jobs():

@@ -13,7 +13,12 @@ self=tests/test_readme.py::test_readme_test_times_are_the_committed_measurement
 tier() {  # NAME then pytest arguments: prints "NAME: <pytest summary line> (<wall> s wall)"
   local name=$1; shift
   local start=$SECONDS summary
-  summary=$(python -m pytest tests benchmarks --benchmark-disable -q -p no:cacheprovider --deselect "$self" "$@" 2>&1 | tail -1)
+  local log
+  log=$(mktemp)
+  python -m pytest tests benchmarks --benchmark-disable -q -p no:cacheprovider --deselect "$self" "$@" > "$log" 2>&1 || true
+  summary=$(tail -1 "$log")
+  grep -E "^(FAILED|ERROR) " "$log" >&2 || true  # what failed, on stderr (the summary line counts it)
+  rm -f "$log"
   echo "- $name: $summary ($((SECONDS - start)) s wall)"
 }
 fast=$(tier "fast tier (the README's test command)" -m "not slow")
