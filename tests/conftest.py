@@ -14,6 +14,9 @@ GT_CSV = SHARED / "nb201" / "nb201_groundtruth.csv"
 def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers, one torch thread each, never oversubscribed
         torch.set_num_threads(1)
+        # and the same in the processes tests start (CLI runs killed and resumed, pools): results that a test
+        # compares across processes must come from one thread count
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(config, items):
