@@ -94,9 +94,10 @@ def _drain(queue, board: progress_report.Board) -> None:
 def run_jobs(jobs: list[Job], workers: int = 0, threads: int = 0, progress: bool = True,
              prefix: str = "run") -> tuple[dict[str, float], dict[str, RunFailed]]:
     """Run (or resume) ``jobs``, ``workers`` at a time in separate processes (:func:`plan_workers`; one worker runs
-    them here, one after another). With ``progress`` the board (:class:`harness.progress.Board`: queued, running, done
-    and failed runs with an ETA, and each running job's phase, step and ETA) is printed every 5 s. A failed run does not stop the others. Returns ``(seconds per finished job, error per failed job)``;
-    an error of the pool itself (a worker process that died) counts as a bug of every job it took."""
+    them here, one after another). With ``progress`` the board (:class:`harness.progress.Board`: queued, running,
+    done and failed runs with an ETA, and each running job's phase, step and ETA) is printed every 5 s. A failed
+    run does not stop the others. Returns ``(seconds per finished job, error per failed job)``; an error of the
+    pool itself (a worker process that died) counts as a bug of every job it took."""
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be distinct, got {names}")
