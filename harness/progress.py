@@ -3,8 +3,8 @@ how many are queued, running, done and failed, with an ETA for all of them.
 
 The training loop and the estimation call :func:`advance`; :func:`begin` opens a phase with its total. Nothing
 is shown unless a *sink* is set (:func:`set_sink`): the demo sets one per job, in-process or in a worker
-process, and a :class:`Board` in the main process prints its summary and a line per running job every few seconds, from a
-thread, so a line comes even while a phase reports nothing (data loading, a shrink round).
+process, and a :class:`Board` in the main process prints its summary and a line per running job every few
+seconds, from a thread, so a line comes even while a phase reports nothing (data loading, a shrink round).
 """
 from __future__ import annotations
 
