@@ -215,10 +215,11 @@ class Config:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
-    def identity(self, root: Path | None = None) -> dict:
-        """What the experiment is: every key but :data:`EXECUTION_KEYS`; with ``root`` (for digests), paths below
-        it are written relative to it (so the identity does not depend on where a checkout lives) and
-        :data:`ADDED_KEYS` at their behaviour-preserving value are left out."""
+    def identity(self, root: Path | None = None, digest: bool = False) -> dict:
+        """What the experiment is: every key but :data:`EXECUTION_KEYS`. With ``root`` (a checkout), paths below it
+        or beside it (``../shared/data``) are written relative to it, so the identity does not depend on where the
+        checkout and its data live; with ``digest`` too, :data:`ADDED_KEYS` at their behaviour-preserving value
+        are left out (a baseline's digest stays that of the runs it was recorded from)."""
         data = self.to_dict()
         for section, key in EXECUTION_KEYS:
             data[section].pop(key)
@@ -227,14 +228,16 @@ class Config:
         if root is not None:
             for section, key in PATH_KEYS:
                 data[section][key] = _relative_to(data[section][key], Path(root).resolve())
+        if digest:
             for (section, key), value in ADDED_KEYS.items():
                 if data[section][key] == value:
                     data[section].pop(key)
         return data
 
-    def identity_toml(self, root: Path | None = None) -> str:
-        """The TOML a run directory stores (``config.toml``) and a rerun must match (``root``: see identity)."""
-        return tomli_w.dumps(self.identity(root))
+    def identity_toml(self, root: Path | None = None, digest: bool = False) -> str:
+        """The TOML a run directory stores (``config.toml``, with the checkout as ``root``) and a rerun must match;
+        see :meth:`identity`."""
+        return tomli_w.dumps(self.identity(root, digest))
 
 
 # keys that say how a run may execute, not what it computes: not part of its identity (config.toml, digests)
@@ -271,10 +274,14 @@ def _relative_to(value: str, root: Path) -> str:
     prefix, rest = _split_scheme(value)
     if not rest or prefix == "builtin:" or not Path(rest).is_absolute():
         return value
-    try:
-        return prefix + Path(rest).relative_to(root).as_posix()
-    except ValueError:
-        return value
+    for up, base in enumerate((root, root.parent)):  # in the checkout, or beside it (../shared/data)
+        if base == Path(base.anchor):  # a checkout at /: "beside it" would be everywhere
+            continue
+        try:
+            return prefix + "../" * up + Path(rest).relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return value
 
 
 def flat_keys(data: dict) -> dict[str, Any]:

@@ -91,10 +91,9 @@ def _cpu_model() -> str | None:
 
 
 def _git_revision() -> str | None:
-    root = Path(__file__).resolve().parents[1]
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -124,6 +123,7 @@ def select_archs(cfg: Config, gt=None) -> list[Arch]:
 
 
 LOCK = ".lock"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: run directories store paths relative to it
 LEFTOVERS = {"config.toml", "split.json", LOCK}  # all a failed start leaves: nothing trained or estimated yet
 
 
@@ -167,6 +167,12 @@ def run_dir_holder(out: Path) -> str | None:
         return None
 
 
+def same_identity(stored: str, cfg: Config) -> bool:
+    """Whether a run directory's ``config.toml`` text is ``cfg``'s: written with paths relative to the checkout
+    (:data:`ROOT`), so a checkout moved with its ``../shared/data`` keeps its runs; or, as before that, absolute."""
+    return stored in (cfg.identity_toml(ROOT), cfg.identity_toml())
+
+
 def check_run_dir(out: Path, cfg: Config) -> str:
     """What ``out`` allows, without writing anything: ``"new"``, ``"resume"`` (an unfinished run of this config)
     or ``"reuse"`` (only the leftovers of a failed start, whatever their config). Raises RunDirError otherwise."""
@@ -181,12 +187,12 @@ def check_run_dir(out: Path, cfg: Config) -> str:
             raise RunDirError(f"{out} exists and is not a run directory of this harness; choose another --out")
         return "new"
     stored = (out / "config.toml").read_text()
-    if stored == cfg.identity_toml():
+    if same_identity(stored, cfg):
         return "resume"
     if names <= LEFTOVERS:
         return "reuse"
     try:
-        diff = differing_keys(tomllib.loads(stored), cfg.identity())
+        diff = differing_keys(tomllib.loads(stored), cfg.identity(ROOT))
     except tomllib.TOMLDecodeError:
         diff = ["(its config.toml is not valid TOML)"]
     raise RunDirError(f"{out} holds an unfinished run of a different config ({'; '.join(diff[:6])}"
@@ -205,7 +211,7 @@ def finished_config_differs(out: Path, cfg: Config) -> list[str]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         return [f"(its config.toml cannot be read: {exc})"]
     mine, default = flat_keys(cfg.identity()), flat_keys(load_config(None).identity())
-    paths, root, absent = {f"{s}.{k}" for s, k in PATH_KEYS}, Path(__file__).resolve().parents[1], object()
+    paths, root, absent = {f"{s}.{k}" for s, k in PATH_KEYS}, ROOT, object()
     differ = []
     for key in sorted(set(mine) | set(theirs)):
         a, b = theirs.get(key, absent), mine.get(key, absent)
@@ -235,7 +241,7 @@ def create_run_dir(out: Path, cfg: Config, status: str, lock: contextlib.ExitSta
             lock.enter_context(run_dir_lock(out))
             if check_run_dir(out, cfg) != "new":  # another process started (or finished) it since we looked
                 raise RunDirError(f"{out} was started by another process meanwhile; rerun to resume it")
-        write_text(out / "config.toml", cfg.identity_toml())
+        write_text(out / "config.toml", cfg.identity_toml(ROOT))
     return status == "resume"
 
 

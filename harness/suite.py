@@ -146,7 +146,7 @@ def config_digest(entry: Entry) -> str:
     relative to its root, so the digest is the same wherever it lives): a baseline is for exactly this
     experiment, and comments or key order in the file do not matter."""
     cfg = load_config(_config_path(entry), [*entry.sets, "run.seed=0"])
-    return hashlib.sha256(cfg.identity_toml(ROOT).encode()).hexdigest()
+    return hashlib.sha256(cfg.identity_toml(ROOT, digest=True).encode()).hexdigest()
 
 
 def _run_one(entry: Entry, seed: int, run_dir: Path) -> tuple[str, int, float]:
@@ -169,9 +169,11 @@ def _threads(n: int | None = None) -> int:
 
 
 def _finished(entry: Entry, seed: int, run_dir: Path) -> bool:
+    from .runner import same_identity
+
     cfg_file = run_dir / "config.toml"
     return ((run_dir / "metrics.json").is_file() and cfg_file.is_file()
-            and cfg_file.read_text() == entry_config(entry, seed).identity_toml())
+            and same_identity(cfg_file.read_text(), entry_config(entry, seed)))
 
 
 def run_entries(jobs: list[tuple[Entry, int]], out: Path, workers: int = 0, log=print) -> dict[tuple[str, int], Path]:

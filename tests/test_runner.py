@@ -1,5 +1,6 @@
 """End-to-end runs on a tiny image folder and a tiny ground-truth table the tests write."""
 import json
+import tomllib
 
 import pandas as pd
 import pytest
@@ -120,6 +121,40 @@ def test_unfinished_dir_with_another_config_is_refused(tmp_path, config):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="not a run directory"):
         run_experiment(config, other, progress=False)
+
+
+def test_run_directories_keep_their_identity_when_the_checkout_moves(tmp_path, monkeypatch):
+    """config.toml stores data paths relative to the checkout, so a checkout moved with the ../shared/data beside
+    it (CI checks out elsewhere) still finds its finished and unfinished runs; another file is another run."""
+    from harness.runner import check_run_dir, finished_config_differs, same_identity
+
+    def checkout(where):
+        (where / "main").mkdir(parents=True)
+        (where / "shared").mkdir()
+        (where / "shared" / "gt.csv").write_text("arch,cifar10valid_valid_200\n")
+        return load_config(None, [f"groundtruth.source='{where / 'shared' / 'gt.csv'}'",
+                                  f"data.cache_dir='{where / 'main' / 'cache'}'"])
+
+    first, moved = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    monkeypatch.setattr(runner_mod, "ROOT", tmp_path / "a" / "main")
+    done, unfinished = tmp_path / "done", tmp_path / "unfinished"
+    for out in (done, unfinished):
+        runner_mod.create_run_dir(out, first, "new")
+    stored = tomllib.loads((done / "config.toml").read_text())
+    assert stored["groundtruth"]["source"] == "../shared/gt.csv" and stored["data"]["cache_dir"] == "cache"
+    assert stored["data"]["holdout"] == "train"  # a record keeps every key (only digests drop ADDED_KEYS)
+    (done / "metrics.json").write_text("{}")
+    (unfinished / "train_log.csv").write_text("step,loss\n")
+    monkeypatch.setattr(runner_mod, "ROOT", tmp_path / "b" / "main")
+    assert finished_config_differs(done, moved) == [] and check_run_dir(unfinished, moved) == "resume"
+    assert same_identity((done / "config.toml").read_text(), moved)
+    (tmp_path / "b" / "other.csv").write_text("arch,cifar10valid_valid_200\n")
+    other = load_config(None, [f"groundtruth.source='{tmp_path / 'b' / 'other.csv'}'",
+                               f"data.cache_dir='{tmp_path / 'b' / 'main' / 'cache'}'"])
+    assert finished_config_differs(done, other) == [
+        "groundtruth.source = '../shared/gt.csv' vs '" + str(tmp_path / "b" / "other.csv") + "'"]
+    with pytest.raises(RunDirError, match="different config"):
+        check_run_dir(unfinished, other)
 
 
 def test_cli_run_and_config_errors(tmp_path, config, capsys):
