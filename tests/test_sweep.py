@@ -127,12 +127,16 @@ def test_a_killed_sweep_resumes_to_identical_metrics(tmp_path):
 
 
 @pytest.mark.slow  # starts a local Ray instance
-def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path, capsys):
+def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path, capsys, monkeypatch):
     ray = pytest.importorskip("ray")
+    from harness.progress import Board
+
     grid = {"sampler.name": ["uniform"], "run.seed": [0, 1]}
     local, remote = tmp_path / "local", tmp_path / "ray"
     local.mkdir(), remote.mkdir()
     run_sweep(load_sweep(_sweep_file(local, grid)), progress=False)
+    reports, update = [], Board.update  # what reached this process's board from the tasks, through the Ray queue
+    monkeypatch.setattr(Board, "update", lambda self, *item: (reports.append(item), update(self, *item))[1])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         _, errors = run_sweep(load_sweep(_sweep_file(remote, grid, gpus=0)), engine="ray", progress=True)
@@ -141,6 +145,9 @@ def test_the_ray_engine_gives_the_local_engines_metrics(tmp_path, capsys):
     assert not errors
     err = capsys.readouterr().err  # the board's lines (the tasks report through a Ray queue)
     assert "sweep: name-uniform_seed-0: done in" in err and "sweep: name-uniform_seed-1: done in" in err
+    for name in ("name-uniform_seed-0", "name-uniform_seed-1"):  # each task's start and training steps arrived
+        phases = {phase for n, phase, *_ in reports if n == name}
+        assert "starting" in phases and "train" in phases, (name, phases)
     assert _metrics(remote / "out") == _metrics(local / "out") and len(_metrics(local / "out")) == 2
 
 
