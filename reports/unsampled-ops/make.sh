@@ -4,7 +4,7 @@
 # on the regression benchmark (configs/regress-digitsm.toml, uniform sampling), one run per seed and mode.
 # Run from a checkout with the README's venv:  bash reports/unsampled-ops/make.sh
 # RUNS (default runs/unsampled-ops) holds the run directories; finished ones are reused. On 2 cores: about
-# 95 s a run, 2 at a time.
+# 170 s a run (2026-12-07, AVX2), 2 at a time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="$(realpath -m "${RUNS:-runs/unsampled-ops}")"
