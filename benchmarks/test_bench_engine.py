@@ -141,9 +141,11 @@ def test_estimation_speedup_vs_eager(benchmark, images, bn_policy, workload):
     """Architectures per second over ``images`` held-out images (and, for ``recalibrate``, 2 calibration batches
     of 256), ``estimate_archs`` with ``engine="batched"`` (its default ``arch_batch``) against ``"eager"``, on a
     ``workload`` of architectures (:func:`_workload`); ``speedup_vs_eager`` is the median ratio of paired rounds
-    (:func:`_paired`)."""
+    (:func:`_paired`). Both engines run at the process's torch thread count (``threads`` in ``extra_info``):
+    the eager path uses them inside each op, the batched one for chunks side by side
+    (:func:`harness.estimate.side_by_side`)."""
     model = _model(bn_policy).eval()
-    n_archs = 4 if benchmark.disabled else (64 if images <= 512 else 32)
+    n_archs = 4 if benchmark.disabled else 64  # on 2 CPU cores: two chunks of 32, scored side by side
     eval_batches = _batches(images if not benchmark.disabled else min(images, 512))
     calib = _batches(512, seed=1) if bn_policy == "recalibrate" else ()
     archs = _workload(workload, n_archs, seed=images)

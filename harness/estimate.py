@@ -8,6 +8,7 @@ statistics the BNs tracked during training are used as they are, shared by every
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import torch
@@ -65,6 +66,15 @@ def default_arch_batch(device: torch.device) -> int:
     stem and the first cell's common nodes, and the rest runs one distinct value at a time (measured on 2 cores,
     64 is slower again: reports/perf/README.md); a GPU is launch-bound, so 16 at once all the way."""
     return 16 if device.type == "cuda" else 32
+
+
+def side_by_side(device: torch.device) -> int:
+    """Chunks of architectures the batched engine scores at once, each in its own thread with an equal share of the
+    intra-op threads: on CPU, one per intra-op thread (``torch.get_num_threads()``); elsewhere 1. At 8-32
+    channels one convolution does not keep two cores busy (two one-thread runs side by side do 1.27x the work of
+    two-thread runs one after another: reports/perf/README.md), while two chunks on one thread each share nothing
+    but the read-only model."""
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
 def _stacks(model: Supernet, batches: Sequence[Batch], same_size: bool) -> list[list[Batch]]:
@@ -139,8 +149,10 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
 
     ``engine``: ``batched`` scores ``arch_batch`` architectures per forward (0: :func:`default_arch_batch`) with
     :func:`evaluate_paths`, batching architectures in the order of their first-cell ops so that a batch shares as
-    much of the first cell as it can (``on_flush`` chunks follow that order; the returned rows follow ``archs``); ``eager`` one at a time through ``Supernet.forward``, the reference it is tested
-    against; a model that is not made of :class:`Supernet` s is always scored eagerly. Results stay on the device and are copied to the host once per ``flush_every`` architectures.
+    much of the first cell as it can (``on_flush`` chunks follow that order; the returned rows follow ``archs``),
+    :func:`side_by_side` chunks at once on CPU; ``eager`` one at a time through ``Supernet.forward``, the reference
+    it is tested against; a model that is not made of :class:`Supernet` s is always scored eagerly. Results stay on
+    the device and are copied to the host once per ``flush_every`` architectures (at the next whole wave of chunks).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown estimation engine {engine!r}; valid: {', '.join(ENGINES)}")
@@ -181,9 +193,13 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
         # architectures that agree on the first cell's first edges share those nodes in a batched forward, so they
         # are batched together: in the order of their first-cell op tuples (rows come back in the given order)
         order = sorted(range(len(archs)), key=lambda i: _first_cell(archs[i]))
+        chunks = [order[start:start + k] for start in range(0, len(order), k)]
         result: list = [None] * len(archs)
-        for start in range(0, len(order), k):
-            chunk = order[start:start + k]
+        threads = torch.get_num_threads()
+
+        def score(chunk: list[int], share: int = 0) -> None:
+            if share:  # a pool thread: its own intra-op thread count (thread-local in torch)
+                torch.set_num_threads(share)
             owners: dict[int, list[int]] = {}  # few-shot: each sub-supernet scores its own architectures
             for i in chunk:
                 owners.setdefault(model.partition(archs[i]), []).append(i)
@@ -192,10 +208,24 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
                 stats = evaluate_paths(net, [archs[i] for i in members], eval_batches, calib_batches if recal else ())
                 for i, row in zip(members, stats):
                     result[i] = row
-            pending.extend((archs[i], result[i]) for i in chunk)
-            if len(pending) >= flush_every:  # whole chunks only: a resumed call then batches the rest as this one
-                flush()                      # would have, so its numbers are the same to the last bit
-            bar.update(len(chunk))
+
+        # waves of side_by_side() chunks, each wave's chunks in parallel threads; a wave's thread shares depend only
+        # on its size, and rows are flushed at wave ends only, so a resumed call (the rest, in the same order) forms
+        # the same waves and its numbers are the same to the last bit
+        w = side_by_side(eval_batches[0][0].device)
+        with ThreadPoolExecutor(w) as pool:
+            for start in range(0, len(chunks), w):
+                wave = chunks[start:start + w]
+                if len(wave) == 1:
+                    score(wave[0])
+                else:
+                    share = max(1, threads // len(wave))
+                    list(pool.map(lambda c: score(c, share), wave))
+                for chunk in wave:
+                    pending.extend((archs[i], result[i]) for i in chunk)
+                    bar.update(len(chunk))
+                if len(pending) >= flush_every:
+                    flush()
         flush()
         position = {}
         for at, i in enumerate(order):

@@ -168,6 +168,65 @@ def test_estimation_engines_agree(device, policy):
             assert abs(g["estimate"] - w["estimate"]) <= 100 / 128 + 1e-9
 
 
+@pytest.fixture
+def two_threads():
+    """torch at two intra-op threads (what a 2-core machine runs outside pytest-xdist), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("policy", BN_POLICIES)
+def test_chunks_side_by_side_equal_eager_and_use_a_thread_each(policy, two_threads, monkeypatch):
+    """On CPU with two torch threads, estimate_archs scores two chunks at once (harness.estimate.side_by_side),
+    each in a pool thread of one intra-op thread; the rows still equal the eager path's, in the given order, and
+    the caller's thread count is left as it was."""
+    import harness.estimate as est
+    m = model(policy, "cpu", N=2)
+    paths = archs(10, seed=3)  # chunks of 2: waves of 2, 2 and a lone last chunk
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 3, 16, 16, generator=gen), torch.randint(0, 10, (64,), generator=gen))
+               for _ in range(2)]
+    calib = batches if policy == "recalibrate" else []
+    want = estimate_archs(copy.deepcopy(m), paths, batches, calib, progress=False, engine="eager")
+    seen, real = [], est.evaluate_paths
+
+    def spy(net, chunk, *args):
+        import threading
+        seen.append((threading.current_thread() is threading.main_thread(), torch.get_num_threads(), len(chunk)))
+        return real(net, chunk, *args)
+
+    monkeypatch.setattr(est, "evaluate_paths", spy)
+    got = estimate_archs(m, paths, batches, calib, progress=False, engine="batched", arch_batch=2)
+    assert torch.get_num_threads() == 2
+    assert [r["arch"] for r in got] == [r["arch"] for r in want]
+    for g, w in zip(got, want):
+        assert g["loss"] == pytest.approx(w["loss"], rel=1e-5)
+        assert abs(g["estimate"] - w["estimate"]) <= 100 / 128 + 1e-9
+    assert sorted(seen) == [(False, 1, 2)] * 4 + [(True, 2, 2)]  # 4 chunks in pool threads, the lone one at home
+
+
+def test_a_resumed_estimation_forms_the_same_waves(two_threads):
+    """Rows are flushed at whole waves of side-by-side chunks only, so an estimation interrupted after a flush and
+    resumed on the rest (in the same order) scores each architecture with the same chunk and thread share: the
+    numbers are the same to the last bit as an uninterrupted call's."""
+    m = model("recalibrate", "cpu", N=2)
+    paths = archs(14, seed=4)
+    gen = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(48, 3, 16, 16, generator=gen), torch.randint(0, 10, (48,), generator=gen))]
+    flushed = []
+    whole = estimate_archs(m, paths, batches, batches, progress=False, arch_batch=3, flush_every=2,
+                           on_flush=flushed.append)
+    assert [len(c) for c in flushed] == [6, 6, 2]  # waves of two chunks of 3, then a lone chunk of 2
+    done = {r["arch"] for r in flushed[0]}
+    rest = [a for a in paths if a.to_str() not in done]
+    resumed = estimate_archs(m, rest, batches, batches, progress=False, arch_batch=3, flush_every=2)
+    by_arch = {r["arch"]: r for r in whole}
+    assert [(r["estimate"], r["loss"]) for r in resumed] == \
+        [(by_arch[r["arch"]]["estimate"], by_arch[r["arch"]]["loss"]) for r in resumed]
+
+
 def test_evaluate_paths_counts_equal_evaluate_arch():
     m = model("batch", "cpu").eval()
     paths = archs(6)

@@ -83,10 +83,17 @@ def test_interrupted_training_resumes_from_the_checkpoint(tmp_path, config, monk
     assert not (out / "checkpoint.pt").exists()
 
 
-def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, monkeypatch, threads):
+    """A flush comes after a whole wave of chunks (harness.estimate.side_by_side: one chunk per torch thread on
+    CPU): chunks of 2 architectures, so the crash at the first flush leaves 4 of the 6 to do on one thread and 2 on
+    two threads (two chunks side by side)."""
     out = tmp_path / "run"
     config.forgetting.probes = config.forgetting.decay_tracers = 0  # only estimation calls estimate_archs
-    config.estimate.arch_batch = 2  # a flush comes after a whole chunk: chunks of 2, so the crash leaves 4 to do
+    config.estimate.arch_batch = 2
+    config.run.threads = threads
+    before = torch.get_num_threads()
+    done = 2 * threads
     real = runner_mod.estimate_archs
     seen = []
 
@@ -100,12 +107,16 @@ def test_interrupted_estimation_keeps_finished_architectures(tmp_path, config, m
         return real(model, archs, *args, on_flush=flush_then_crash, flush_every=2, **kw)
 
     monkeypatch.setattr(runner_mod, "estimate_archs", crash_after_first_chunk)
-    with pytest.raises(KeyboardInterrupt):
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, out, progress=False)
+        assert len(pd.read_csv(out / "estimates.partial.csv")) == done
+        monkeypatch.setattr(runner_mod, "estimate_archs",
+                            lambda *a, **k: (seen.append(len(a[1])), real(*a, **k))[1])
         run_experiment(config, out, progress=False)
-    assert len(pd.read_csv(out / "estimates.partial.csv")) == 2
-    monkeypatch.setattr(runner_mod, "estimate_archs", lambda *a, **k: (seen.append(len(a[1])), real(*a, **k))[1])
-    run_experiment(config, out, progress=False)
-    assert seen == [6, 4]  # the resumed run estimated only the 4 missing architectures
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [6, 6 - done]  # the resumed run estimated only the missing architectures
     assert pd.read_csv(out / "estimates.csv")["arch"].tolist() == ARCHS
 
 
