@@ -198,8 +198,8 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
         threads = torch.get_num_threads()
 
         def score(chunk: list[int], share: int = 0) -> None:
-            if share:  # a pool thread: its own intra-op thread count (thread-local in torch)
-                torch.set_num_threads(share)
+            if share:  # a pool thread: its own intra-op thread count (the caller's stays as it is; torch's
+                torch.set_num_threads(share)  # process-wide default, which new threads copy, is restored below)
             owners: dict[int, list[int]] = {}  # few-shot: each sub-supernet scores its own architectures
             for i in chunk:
                 owners.setdefault(model.partition(archs[i]), []).append(i)
@@ -212,20 +212,26 @@ def estimate_archs(model: Supernet, archs: Sequence[Arch], eval_batches: Sequenc
         # waves of side_by_side() chunks, each wave's chunks in parallel threads; a wave's thread shares depend only
         # on its size, and rows are flushed at wave ends only, so a resumed call (the rest, in the same order) forms
         # the same waves and its numbers are the same to the last bit
+        # (a wave holds side_by_side() x arch_batch architectures, and their activations are alive at once)
         w = side_by_side(eval_batches[0][0].device)
-        with ThreadPoolExecutor(w) as pool:
-            for start in range(0, len(chunks), w):
-                wave = chunks[start:start + w]
-                if len(wave) == 1:
-                    score(wave[0])
-                else:
-                    share = max(1, threads // len(wave))
-                    list(pool.map(lambda c: score(c, share), wave))
-                for chunk in wave:
-                    pending.extend((archs[i], result[i]) for i in chunk)
-                    bar.update(len(chunk))
-                if len(pending) >= flush_every:
-                    flush()
+        pooled = False
+        try:
+            with ThreadPoolExecutor(w) as pool:
+                for start in range(0, len(chunks), w):
+                    wave = chunks[start:start + w]
+                    if len(wave) == 1:
+                        score(wave[0])
+                    else:
+                        share, pooled = max(1, threads // len(wave)), True
+                        list(pool.map(lambda c: score(c, share), wave))
+                    for chunk in wave:
+                        pending.extend((archs[i], result[i]) for i in chunk)
+                        bar.update(len(chunk))
+                    if len(pending) >= flush_every:
+                        flush()
+        finally:
+            if pooled:  # torch.set_num_threads in a pool thread also set the process-wide default
+                torch.set_num_threads(threads)
         flush()
         position = {}
         for at, i in enumerate(order):
