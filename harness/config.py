@@ -105,7 +105,8 @@ class EstimateSection:
     track_every: int = 0  # > 0: every this many training steps, score a probe set (tau vs training progress)
     track_archs: int = 50  # probe set: the first K of the estimated architectures
     # how estimation executes (not part of a run's identity): "batched" scores arch_batch architectures per forward
-    # (harness/batched.py; 0 = 32 on CPU, 16 on CUDA), "eager" one at a time; the same numbers to float rounding
+    # (harness/batched.py; 0 = 32 on CPU, 16 on CUDA; on CPU as many chunks at once as torch has threads, one thread
+    # each: harness/estimate.py side_by_side), "eager" one at a time; the same numbers to float rounding
     engine: str = "batched"
     arch_batch: int = 0
 
