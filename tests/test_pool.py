@@ -9,8 +9,8 @@ from harness.cli import main
 from harness.pool import plan_workers
 
 CONFIG = "configs/demo-digitsm.toml"
-# a short run: 40 passes, the 200 ground-truth architectures on 500 images, no forgetting measurements
-TINY = ["train.max_paths=40", "train.checkpoint_every=20", "metrics.bootstrap=50", "estimate.recalib_batches=1",
+# a short run: 40 passes, the 200 ground-truth architectures on 100 images, no forgetting measurements
+TINY = ["train.max_paths=40", "data.valid_subset=100", "train.checkpoint_every=20", "metrics.bootstrap=50", "estimate.recalib_batches=1",
         "forgetting.probes=0", "forgetting.decay_tracers=0"]
 
 
