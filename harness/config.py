@@ -228,7 +228,7 @@ class Config:
             data.pop("estimator")
         if root is not None:
             for section, key in PATH_KEYS:
-                data[section][key] = _relative_to(data[section][key], Path(root).resolve())
+                data[section][key] = relative_to_checkout(data[section][key], Path(root).resolve())
         if digest:
             for (section, key), value in ADDED_KEYS.items():
                 if data[section][key] == value:
@@ -271,7 +271,9 @@ def _resolve(value: str, base: Path) -> str:
     return prefix + str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _relative_to(value: str, root: Path) -> str:
+def relative_to_checkout(value: str, root: Path) -> str:
+    """A data path as run directories store it: relative to the checkout ``root`` when it lies in it or beside it
+    (``../shared/data/...``), so records do not depend on where a machine keeps them; other values unchanged."""
     prefix, rest = _split_scheme(value)
     if not rest or prefix == "builtin:" or not Path(rest).is_absolute():
         return value

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from . import progress as progress_report
 from . import __version__
-from .config import Config, ConfigError, differing_keys, tomllib
+from .config import Config, ConfigError, differing_keys, relative_to_checkout, tomllib
 from .data import DeviceBatches, augment_padding, load_dataset, nb201_split, nb201_test_split, normalization
 from .estimate import estimate_archs
 from .estimators import ESTIMATORS, Context
@@ -540,7 +540,7 @@ def _run_estimator(cfg: Config, out: Path, status: str, device: torch.device, gt
     metrics = {
         "strategy": name,
         "ranking": ranking_report(ranked, truth, cfg.metrics.bootstrap, cfg.metrics.confidence, seed),
-        "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,
+        "ground_truth": {"source": relative_to_checkout(str(cfg.groundtruth.source), ROOT), "query": query.key, "dataset": query.dataset,
                          "metric": query.metric, "epochs": query.epochs, "seeds": query.seeds},
         "estimator": {"name": name, "options": est.options(), "needs_data": est.needs_data, "seed": seed,
                       "device": str(device), "seconds": seconds, "seconds_per_arch": seconds / max(len(archs), 1),
@@ -676,7 +676,7 @@ def _run_experiment(cfg: Config, out: Path, progress: bool, lock: contextlib.Exi
         "strategy": strategy_label(cfg),
         "ranking": ranking_report(frame["estimate"].to_numpy(), truth, cfg.metrics.bootstrap,
                                   cfg.metrics.confidence, seed),
-        "ground_truth": {"source": str(cfg.groundtruth.source), "query": query.key, "dataset": query.dataset,
+        "ground_truth": {"source": relative_to_checkout(str(cfg.groundtruth.source), ROOT), "query": query.key, "dataset": query.dataset,
                          "metric": query.metric, "epochs": query.epochs, "seeds": query.seeds},
         "estimator": {"name": "inherited-weights accuracy", "bn_policy": model.bn_policy, "sampler": cfg.sampler},
         "train": train_info,

@@ -236,15 +236,20 @@ def pvalue(ci: np.ndarray, base: np.ndarray, direction: str) -> float:
     return float(stats.ttest_ind(ci, base, equal_var=True, alternative=alt).pvalue)
 
 
+def holm_adjusted(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: hypothesis i is rejected at family-wise error alpha iff its value is
+    <= alpha (the k-th smallest p times (m - k + 1), made monotone, capped at 1)."""
+    order = np.argsort(pvalues, kind="stable")
+    adjusted, running = [1.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * float(pvalues[i])))
+        adjusted[i] = running
+    return adjusted
+
+
 def holm(pvalues: list[float], alpha: float) -> list[bool]:
     """Holm's step-down: which hypotheses are rejected with family-wise error <= alpha."""
-    order = np.argsort(pvalues, kind="stable")
-    reject = [False] * len(pvalues)
-    for rank, i in enumerate(order):
-        if pvalues[i] > alpha / (len(pvalues) - rank):
-            break
-        reject[i] = True
-    return reject
+    return [a <= alpha for a in holm_adjusted(pvalues)]
 
 
 def detectable_shift(base: np.ndarray, k: int, alpha: float, direction: str) -> float:

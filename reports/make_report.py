@@ -18,10 +18,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from harness.config import relative_to_checkout
 from harness.compare import load_run, runs_table, strategy_table, to_markdown, write_report
 from harness.groundtruth import GTQuery, TableGroundTruth, load_ground_truth
 from harness.io import write_text
 from harness.metrics import kendall_tau
+from harness.runner import ROOT
+from harness.suite import holm_adjusted
 
 MEANING = """\
 - **Kendall tau / Spearman**: rank agreement between the supernet's inherited-weight accuracy and the stand-alone
@@ -29,6 +32,8 @@ MEANING = """\
 - **P@top-5%**: of the ground truth's top 5% architectures, the fraction the estimator also puts in its top 5%.
 - **regret**: accuracy points lost by picking the estimator's top-1 architecture instead of the true best one.
 - Intervals: 95% percentile bootstrap over architectures for one run; mean ± std when a strategy has several seeds.
+- Against `uniform`: Welch's t-test of Kendall tau over seeds, Holm-adjusted over all the strategies compared with
+  it (one family), so a difference is called only when the adjusted p is below 0.05.
 """
 
 FORGETTING_MEANING = """\
@@ -116,7 +121,8 @@ def _noise_floor(metrics: dict) -> str:
     """The ground truth's own seed-to-seed Kendall tau over the same architectures, when the table keeps seeds."""
     gt_info = metrics["ground_truth"]
     try:
-        gt = load_ground_truth(gt_info["source"])
+        source = gt_info["source"]  # relative to the checkout (harness.config.relative_to_checkout) or absolute
+        gt = load_ground_truth(source if ":" in source or Path(source).is_absolute() else str(ROOT / source))
     except (OSError, ValueError):
         return ""
     if not isinstance(gt, TableGroundTruth):
@@ -140,15 +146,27 @@ def _verdict(v: float, lo: float, hi: float) -> str:
     return "has a 95% CI that includes 0: not distinguishable from a random ranking"
 
 
-def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarray) -> str:
-    """How a strategy's seeds compare with the reference strategy's seeds (Welch's t-test over seeds)."""
+def _welch_vs_reference(groups: dict[str, np.ndarray], ref_name: str) -> dict[str, tuple[float, float]]:
+    """Welch's t-test over seeds of each strategy's Kendall tau against the reference strategy's: raw p and its
+    Holm-adjusted value over all the strategies compared (one family: "does any strategy differ from uniform?").
+    Only strategies with at least 2 seeds, when the reference has at least 2, are tested."""
+    ref = groups[ref_name]
+    names = [s for s, t in groups.items() if s != ref_name and len(t) >= 2 and len(ref) >= 2]
+    raw = [float(stats.ttest_ind(groups[s], ref, equal_var=False).pvalue) for s in names]
+    return dict(zip(names, zip(raw, holm_adjusted(raw))))
+
+
+def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarray,
+                       tested: dict[str, tuple[float, float]]) -> str:
+    """How a strategy's seeds compare with the reference strategy's (``tested``: :func:`_welch_vs_reference`)."""
     diff = float(taus.mean() - ref.mean())
-    if len(taus) < 2 or len(ref) < 2:
+    if name not in tested:
         return f"{diff:+.3f} against `{ref_name}` (one seed: no seed-to-seed spread to judge it by)"
-    p = float(stats.ttest_ind(taus, ref, equal_var=False).pvalue)
-    judged = ("a difference larger than the seed-to-seed spread (p < 0.05)" if p < 0.05
-              else "within the seed-to-seed spread (p >= 0.05): not a demonstrated difference")
-    return f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {p:.2f}: {judged}"
+    p, adjusted = tested[name]
+    judged = ("a difference larger than the seed-to-seed spread (Holm-adjusted p < 0.05)" if adjusted < 0.05
+              else "within the seed-to-seed spread (Holm-adjusted p >= 0.05): not a demonstrated difference")
+    return (f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {p:.2f}, Holm-adjusted over the "
+            f"{len(tested)} strategies compared with `{ref_name}` p = {adjusted:.2f}: {judged}")
 
 
 def _summary(records) -> str:
@@ -162,16 +180,22 @@ def _summary(records) -> str:
     best = max(means, key=means.get)
     text = [f"**In short.** The highest mean Kendall tau is `{best}`'s, {means[best]:.3f}"]
     if "uniform" in groups and all(len(t) >= 2 for t in groups.values()):
-        ref = groups["uniform"]
-        differ = [s for s, t in groups.items()
-                  if s != "uniform" and stats.ttest_ind(t, ref, equal_var=False).pvalue < 0.05]
+        tested = _welch_vs_reference(groups, "uniform")
+        test = (f"Welch's t-test over seeds, Holm-adjusted over the {len(tested)} comparisons with `uniform`, "
+                "p < 0.05")
+        differ = [s for s, (_, adjusted) in tested.items() if adjusted < 0.05]
+        raw_only = [s for s, (p, adjusted) in tested.items() if p < 0.05 <= adjusted]
         if differ:
-            text.append(f"; {', '.join(f'`{s}`' for s in differ)} differ from `uniform` ({means['uniform']:.3f}) by more "
-                        "than the seed-to-seed spread (Welch's t-test over seeds, p < 0.05), the others do not")
+            text.append(f"; {', '.join(f'`{s}`' for s in differ)} {'differs' if len(differ) == 1 else 'differ'} from `uniform` ({means['uniform']:.3f}) by more "
+                        f"than the seed-to-seed spread ({test}), the others do not")
         else:
             text.append(f"; no strategy differs from `uniform` ({means['uniform']:.3f}) by more than the seed-to-seed "
-                        "spread (Welch's t-test over seeds, p < 0.05 for none), so this run does not show that any "
-                        "strategy ranks better or worse than uniform sampling")
+                        f"spread ({test} for none), so this run does not show that any strategy ranks better or worse "
+                        "than uniform sampling")
+        if raw_only:
+            text.append(f" ({', '.join(f'`{s}`' for s in raw_only)}: p < 0.05 before the correction only, which "
+                        f"{'is' if len(raw_only) == 1 else 'are'} not demonstrated differences among "
+                        f"{len(tested)} tests)")
     if means[best] < 0.3:
         text.append(f". Every strategy's ranking is weak here (mean tau at most {means[best]:.2f}): at this budget the "
                     "supernet's inherited-weight accuracies carry little of the ground truth's order, so small "
@@ -185,6 +209,8 @@ def _reading(records) -> str:
     runs = runs_table(records)
     groups = {s: g for s, g in runs.groupby("strategy", sort=True)}
     ref_name = "uniform" if "uniform" in groups else None
+    tested = (_welch_vs_reference({s: g["kendall_tau"].to_numpy(float) for s, g in groups.items()}, ref_name)
+              if ref_name else {})
     lines = []
     for name, g in groups.items():
         taus = g["kendall_tau"].to_numpy(dtype=float)
@@ -197,7 +223,8 @@ def _reading(records) -> str:
             text = (f"- `{name}` ({len(g)} seeds): Kendall tau {taus.mean():.3f} ± {taus.std(ddof=1):.3f} "
                     f"(mean ± std over seeds; {above} of {len(g)} runs have their whole 95% CI above 0)")
         if ref_name and name != ref_name:
-            text += "; " + _against_reference(name, taus, ref_name, groups[ref_name]["kendall_tau"].to_numpy(float))
+            text += "; " + _against_reference(name, taus, ref_name, groups[ref_name]["kendall_tau"].to_numpy(float),
+                                              tested)
         if "mean_forgetting" in g.columns and g["mean_forgetting"].notna().any():
             f = g["mean_forgetting"].to_numpy(dtype=float)
             sign = ("probes lost accuracy between probe points where they were not trained" if f.mean() > 0 else
@@ -272,7 +299,7 @@ Generated by `{args.command}` (do not edit: rerun the command).
 
 - machine: {platform.platform()}, {os.cpu_count()} CPU cores, torch {torch.__version__}
 - wall time of the command: {args.wall_seconds:.0f} s
-{f"- {args.note}" + chr(10) if args.note else ""}- ground truth: `{gt['query']}` ({gt['metric']} accuracy after {gt['epochs']} epochs, {gt['seeds']} over seeds) from `{gt['source']}`
+{f"- {args.note}" + chr(10) if args.note else ""}- ground truth: `{gt['query']}` ({gt['metric']} accuracy after {gt['epochs']} epochs, {gt['seeds']} over seeds) from `{relative_to_checkout(gt['source'], ROOT)}`
 
 ## Ranking quality per strategy
 

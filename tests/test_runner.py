@@ -168,6 +168,17 @@ def test_run_directories_keep_their_identity_when_the_checkout_moves(tmp_path, m
         check_run_dir(unfinished, other)
 
 
+def test_metrics_name_the_ground_truth_relative_to_the_checkout(tmp_path, config, monkeypatch):
+    """metrics.json names the ground-truth file as config.toml does (beside the checkout: ../shared/...), so a
+    committed run's report does not carry the path of the machine that made it."""
+    monkeypatch.setattr(runner_mod, "ROOT", tmp_path / "main")  # config's gt.csv lies beside this "checkout"
+    metrics = run_experiment(config, tmp_path / "run", progress=False)
+    assert metrics["ground_truth"]["source"] == "../gt.csv"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ground_truth"]["source"] == "../gt.csv"
+    monkeypatch.setattr(runner_mod, "ROOT", tmp_path / "elsewhere" / "main")  # not in or beside it: absolute
+    assert run_experiment(config, tmp_path / "run2", progress=False)["ground_truth"]["source"] == str(tmp_path / "gt.csv")
+
+
 def test_cli_run_and_config_errors(tmp_path, config, capsys):
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text(config.to_toml())

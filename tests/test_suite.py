@@ -21,6 +21,14 @@ def test_holm_step_down_by_hand():
     assert S.holm([0.001, 0.001], 0.01) == [True, True]
 
 
+def test_holm_adjusted_p_values_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made monotone: 0.04 becomes 0.06
+    assert S.holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert S.holm_adjusted([0.6, 0.5]) == [1.0, 1.0]  # 0.5 * 2 capped at 1
+    assert S.holm_adjusted([0.04]) == [0.04]  # one test: nothing to correct
+    assert S.holm_adjusted([]) == []
+
+
 def test_pvalue_matches_the_textbook_pooled_t_statistic():
     base, ci = np.array([0.50, 0.52, 0.49, 0.51, 0.53, 0.50, 0.48, 0.52, 0.51, 0.50]), np.array([0.45, 0.47, 0.44])
     n, k = len(base), len(ci)
