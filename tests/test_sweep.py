@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from harness.config import PATH_KEYS, ConfigError
 from harness.sweep import SweepRun, load_sweep, run_name, run_sweep, status
@@ -18,7 +19,7 @@ from harness.sweep import SweepRun, load_sweep, run_name, run_sweep, status
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"supernet.C": 4, "supernet.N": 1, "train.max_paths": 120, "train.checkpoint_every": 10,
         "train.log_every": 10, "forgetting.probes": 0,
-        "forgetting.decay_tracers": 0, "metrics.bootstrap": 20, "run.device": "cpu"}
+        "forgetting.decay_tracers": 0, "metrics.bootstrap": 20, "run.device": "cpu", "data.valid_subset": 100}
 
 
 def _sweep_file(tmp_path: Path, grid: dict | None = None, **extra) -> Path:
@@ -203,16 +204,33 @@ def test_the_committed_reports_are_sweeps_over_every_registered_method():
     for report in ("shrinking-cifar10-cpu", "strategies-cifar10-cpu", "differentiable-cifar10-cpu"):
         runs = load_sweep(ROOT / f"reports/{report}/sweep.toml").runs()  # the committed directory names
         assert {r.name for r in runs} == {p.name for p in (ROOT / f"reports/{report}/runs").iterdir()}
-        # and their runs, made before some keys existed, count as finished, so a make.sh that reruns a few
-        # (ONLY=...) keeps the others; their paths are relative to the checkout, so this holds wherever it lives
+        # and their runs count as finished (also those made before some keys existed: the test below), so a
+        # make.sh that reruns a few (ONLY=...) keeps the others; their paths are relative to the checkout, so
+        # this holds wherever it lives
         assert {status(r) for r in runs} == {"done"}, report
         for r in runs:
             stored = tomllib.loads((r.run_dir / "config.toml").read_text())
             assert not [(s, k) for s, k in PATH_KEYS if Path(stored[s].get(k, "")).is_absolute()], r.run_dir
-    from harness.config import load_config
+
+
+def test_a_finished_run_made_before_a_key_existed_counts_as_done_unless_it_differs(tmp_path):
+    """A committed run whose config.toml predates a section (here [shrink] and [split]: emulated by removing them
+    from a copy of one) is done for a sweep at those keys' defaults; a real difference, and an added key at a
+    value other than its default, still count."""
+    import copy
+    import shutil
 
     run = load_sweep(ROOT / "reports/strategies-cifar10-cpu/sweep.toml").runs()[0]
-    other = SweepRun(run.name, load_config(ROOT / "configs/cifar10-cpu-smoke.toml", ["train.lr=0.5",
-                                                                                     "shrink.rule='angle'"]), run.run_dir)
-    with pytest.raises(ConfigError, match=r"another config \(.*shrink.rule = \(absent\) vs 'angle'.*train.lr"):
-        status(other)  # a real difference, and a key added since at a value other than its default, still count
+    old = tmp_path / run.name
+    old.mkdir()
+    shutil.copy(run.run_dir / "metrics.json", old)
+    stored = tomllib.loads((run.run_dir / "config.toml").read_text())
+    assert stored["shrink"]["rule"] == "none" and "split" in stored  # what the copy leaves out
+    del stored["shrink"], stored["split"]
+    (old / "config.toml").write_text(tomli_w.dumps(stored))
+    assert status(SweepRun(run.name, run.config, old)) == "done"
+    other = copy.deepcopy(run.config)
+    other.train.lr, other.shrink.rule = 0.5, "angle"
+    with pytest.raises(ConfigError, match=r"another config \(shrink.rule = \(absent\) vs 'angle'; train.lr = 0.025 "
+                                          r"vs 0.5\)"):
+        status(SweepRun(run.name, other, old))
