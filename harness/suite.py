@@ -238,7 +238,8 @@ def pvalue(ci: np.ndarray, base: np.ndarray, direction: str) -> float:
 
 def holm_adjusted(pvalues: list[float]) -> list[float]:
     """Holm's step-down adjusted p-values: hypothesis i is rejected at family-wise error alpha iff its value is
-    <= alpha (the k-th smallest p times (m - k + 1), made monotone, capped at 1)."""
+    <= alpha (the k-th smallest p times (m - k + 1), made monotone, capped at 1). The p-values must be finite:
+    leave an undefined test out of the family."""
     order = np.argsort(pvalues, kind="stable")
     adjusted, running = [1.0] * len(pvalues), 0.0
     for rank, i in enumerate(order):
@@ -248,8 +249,16 @@ def holm_adjusted(pvalues: list[float]) -> list[float]:
 
 
 def holm(pvalues: list[float], alpha: float) -> list[bool]:
-    """Holm's step-down: which hypotheses are rejected with family-wise error <= alpha."""
-    return [a <= alpha for a in holm_adjusted(pvalues)]
+    """Holm's step-down: which hypotheses are rejected with family-wise error <= alpha. For finite p-values the
+    same decisions as ``holm_adjusted(p) <= alpha`` (up to float rounding at the boundary); a NaN p-value reached
+    in the step-down is rejected, as the suite counts an undefined metric as a regression."""
+    order = np.argsort(pvalues, kind="stable")
+    reject = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        reject[i] = True
+    return reject
 
 
 def detectable_shift(base: np.ndarray, k: int, alpha: float, direction: str) -> float:

@@ -149,24 +149,36 @@ def _verdict(v: float, lo: float, hi: float) -> str:
 def _welch_vs_reference(groups: dict[str, np.ndarray], ref_name: str) -> dict[str, tuple[float, float]]:
     """Welch's t-test over seeds of each strategy's Kendall tau against the reference strategy's: raw p and its
     Holm-adjusted value over all the strategies compared (one family: "does any strategy differ from uniform?").
-    Only strategies with at least 2 seeds, when the reference has at least 2, are tested."""
+    Tested: strategies with at least 2 seeds, when the reference has at least 2, whose test is defined (a NaN p,
+    from constant or undefined taus, is left out of the family, not counted as a tested non-difference)."""
     ref = groups[ref_name]
-    names = [s for s, t in groups.items() if s != ref_name and len(t) >= 2 and len(ref) >= 2]
-    raw = [float(stats.ttest_ind(groups[s], ref, equal_var=False).pvalue) for s in names]
-    return dict(zip(names, zip(raw, holm_adjusted(raw))))
+    raw = {s: float(stats.ttest_ind(t, ref, equal_var=False).pvalue) for s, t in groups.items()
+           if s != ref_name and len(t) >= 2 and len(ref) >= 2}
+    raw = {s: p for s, p in raw.items() if np.isfinite(p)}
+    return dict(zip(raw, zip(raw.values(), holm_adjusted(list(raw.values())))))
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
 
 
 def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarray,
                        tested: dict[str, tuple[float, float]]) -> str:
     """How a strategy's seeds compare with the reference strategy's (``tested``: :func:`_welch_vs_reference`)."""
     diff = float(taus.mean() - ref.mean())
-    if name not in tested:
+    if len(taus) < 2 or len(ref) < 2:
         return f"{diff:+.3f} against `{ref_name}` (one seed: no seed-to-seed spread to judge it by)"
+    if name not in tested:
+        return f"{diff:+.3f} against `{ref_name}` (Welch's t-test undefined: constant or undefined taus; not tested)"
     p, adjusted = tested[name]
-    judged = ("a difference larger than the seed-to-seed spread (Holm-adjusted p < 0.05)" if adjusted < 0.05
-              else "within the seed-to-seed spread (Holm-adjusted p >= 0.05): not a demonstrated difference")
-    return (f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {p:.2f}, Holm-adjusted over the "
-            f"{len(tested)} strategies compared with `{ref_name}` p = {adjusted:.2f}: {judged}")
+    if adjusted < 0.05:
+        judged = "a difference larger than the seed-to-seed spread (Holm-adjusted p < 0.05)"
+    elif p < 0.05:
+        judged = f"not a demonstrated difference after Holm over the {len(tested)} comparisons (adjusted p >= 0.05)"
+    else:
+        judged = "within the seed-to-seed spread (p >= 0.05): not a demonstrated difference"
+    return (f"{diff:+.3f} against `{ref_name}`, Welch's t-test over seeds p = {_p(p)}, Holm-adjusted over the "
+            f"{len(tested)} strategies compared with `{ref_name}` p = {_p(adjusted)}: {judged}")
 
 
 def _summary(records) -> str:
@@ -179,8 +191,8 @@ def _summary(records) -> str:
     means = {s: float(t.mean()) for s, t in groups.items()}
     best = max(means, key=means.get)
     text = [f"**In short.** The highest mean Kendall tau is `{best}`'s, {means[best]:.3f}"]
-    if "uniform" in groups and all(len(t) >= 2 for t in groups.values()):
-        tested = _welch_vs_reference(groups, "uniform")
+    tested = _welch_vs_reference(groups, "uniform") if "uniform" in groups else {}
+    if tested:
         test = (f"Welch's t-test over seeds, Holm-adjusted over the {len(tested)} comparisons with `uniform`, "
                 "p < 0.05")
         differ = [s for s, (_, adjusted) in tested.items() if adjusted < 0.05]
@@ -193,9 +205,12 @@ def _summary(records) -> str:
                         f"spread ({test} for none), so this run does not show that any strategy ranks better or worse "
                         "than uniform sampling")
         if raw_only:
-            text.append(f" ({', '.join(f'`{s}`' for s in raw_only)}: p < 0.05 before the correction only, which "
-                        f"{'is' if len(raw_only) == 1 else 'are'} not demonstrated differences among "
-                        f"{len(tested)} tests)")
+            text.append(f" ({', '.join(f'`{s}`' for s in raw_only)}: p < 0.05 before the correction only, "
+                        f"{'not a demonstrated difference' if len(raw_only) == 1 else 'not demonstrated differences'}"
+                        f" among {len(tested)} tests)")
+        untested = [s for s in groups if s != "uniform" and s not in tested]
+        if untested:
+            text.append(f"; not tested (one seed, or an undefined test): {', '.join(f'`{s}`' for s in untested)}")
     if means[best] < 0.3:
         text.append(f". Every strategy's ranking is weak here (mean tau at most {means[best]:.2f}): at this budget the "
                     "supernet's inherited-weight accuracies carry little of the ground truth's order, so small "

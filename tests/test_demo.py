@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # the demo itself, every strategy end to end (the
 # 40 passes; digitsm has 56 steps per epoch, so uniform+angle's rounds come at steps 14 and 28; the 200
 # architectures are scored on 100 held-out images (the demo's 500 would only make the run longer)
 TINY = ["train.max_paths=40", "data.valid_subset=100", "estimate.track_every=20", "estimate.track_archs=12", "metrics.bootstrap=50",
-        "estimate.recalib_batches=1", "train.checkpoint_every=20", "forgetting.probe_images=128",
+        "estimate.recalib_batches=1", "train.checkpoint_every=20", "forgetting.probe_images=100",
         "forgetting.decay_lags=[1, 2]", "shrink.warmup_epochs=0.25", "shrink.shrink_every=0.25",
         "shrink.score_images=64"]
 
@@ -191,3 +191,11 @@ def test_report_reading_compares_strategies_with_uniform_over_seeds(demo_dir):
     text = make_report._reading(family)
     assert f"p = {p:.2f}, Holm-adjusted over the 3 strategies compared with `uniform` p = {3 * p:.2f}" in text
     assert "not a demonstrated difference" in text.split("`fairnas`")[1].split("\n")[0]
+    # an undefined test (constant estimates: NaN taus) is left out of the family, not counted as a non-difference
+    for r in family:
+        if r.strategy == "nsas":
+            r.metrics["kendall_tau"]["value"] = float("nan")
+    text = make_report._reading(family)
+    assert "`nsas` (3 seeds)" in text and "Welch's t-test undefined" in text
+    assert f"Holm-adjusted over the 2 strategies compared with `uniform` p = {2 * p:.2f}" in text
+    assert "not tested (one seed, or an undefined test): `nsas`" in make_report._summary(family)

@@ -24,7 +24,10 @@ def test_holm_step_down_by_hand():
 def test_holm_adjusted_p_values_by_hand():
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made monotone: 0.04 becomes 0.06
     assert S.holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert S.holm_adjusted([0.6, 0.5]) == [1.0, 1.0]  # 0.5 * 2 capped at 1
+    assert S.holm_adjusted([0.6, 0.7]) == [1.0, 1.0]  # 0.6 * 2 = 1.2, capped at 1; 0.7 then made monotone
+    assert S.holm_adjusted([0.02, 0.02, 0.5]) == pytest.approx([0.06, 0.06, 0.5])  # ties: 0.06, then max(0.04, 0.06)
+    for p in ([0.01, 0.04, 0.03, 0.005], [0.02, 0.02, 0.5], [0.001, 0.2, 0.011]):  # the same decisions as holm
+        assert [a <= 0.05 for a in S.holm_adjusted(p)] == S.holm(p, 0.05)
     assert S.holm_adjusted([0.04]) == [0.04]  # one test: nothing to correct
     assert S.holm_adjusted([]) == []
 
