@@ -32,7 +32,10 @@ MEANING = """\
 - **P@top-5%**: of the ground truth's top 5% architectures, the fraction the estimator also puts in its top 5%.
 - **regret**: accuracy points lost by picking the estimator's top-1 architecture instead of the true best one.
 - Intervals: 95% percentile bootstrap over architectures for one run; mean ± std when a strategy has several seeds.
-- Against `uniform`: Welch's t-test of Kendall tau over seeds, Holm-adjusted over all the strategies compared with
+"""
+
+AGAINST_MEANING = """\
+- Against `{ref}`: Welch's t-test of Kendall tau over seeds, Holm-adjusted over all the strategies compared with
   it (one family), so a difference is called only when the adjusted p is below 0.05.
 """
 
@@ -181,9 +184,10 @@ def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarr
             f"{len(tested)} strategies compared with `{ref_name}` p = {_p(adjusted)}: {judged}")
 
 
-def _summary(records) -> str:
-    """The plain-language paragraph: best strategy, which differences from `uniform` exceed the seed spread,
-    and whether the ranking signal is strong enough at this budget to separate strategies at all."""
+def _summary(records, ref_name: str = "uniform") -> str:
+    """The plain-language paragraph: best strategy, which differences from the reference strategy (``uniform``
+    unless the report names another) exceed the seed spread, and whether the ranking signal is strong enough at
+    this budget to separate strategies at all."""
     runs = runs_table(records)
     groups = {s: g["kendall_tau"].to_numpy(dtype=float) for s, g in runs.groupby("strategy", sort=True)}
     if len(groups) < 2:
@@ -191,24 +195,24 @@ def _summary(records) -> str:
     means = {s: float(t.mean()) for s, t in groups.items()}
     best = max(means, key=means.get)
     text = [f"**In short.** The highest mean Kendall tau is `{best}`'s, {means[best]:.3f}"]
-    tested = _welch_vs_reference(groups, "uniform") if "uniform" in groups else {}
+    tested = _welch_vs_reference(groups, ref_name) if ref_name in groups else {}
     if tested:
-        test = (f"Welch's t-test over seeds, Holm-adjusted over the {len(tested)} comparisons with `uniform`, "
+        test = (f"Welch's t-test over seeds, Holm-adjusted over the {len(tested)} comparisons with `{ref_name}`, "
                 "p < 0.05")
         differ = [s for s, (_, adjusted) in tested.items() if adjusted < 0.05]
         raw_only = [s for s, (p, adjusted) in tested.items() if p < 0.05 <= adjusted]
         if differ:
-            text.append(f"; {', '.join(f'`{s}`' for s in differ)} {'differs' if len(differ) == 1 else 'differ'} from `uniform` ({means['uniform']:.3f}) by more "
+            text.append(f"; {', '.join(f'`{s}`' for s in differ)} {'differs' if len(differ) == 1 else 'differ'} from `{ref_name}` ({means[ref_name]:.3f}) by more "
                         f"than the seed-to-seed spread ({test}), the others do not")
         else:
-            text.append(f"; no strategy differs from `uniform` ({means['uniform']:.3f}) by more than the seed-to-seed "
-                        f"spread ({test} for none), so this run does not show that any strategy ranks better or worse "
-                        "than uniform sampling")
+            text.append(f"; no strategy differs from `{ref_name}` ({means[ref_name]:.3f}) by more than the "
+                        f"seed-to-seed spread ({test} for none), so this run does not show that any strategy ranks "
+                        f"better or worse than {'uniform sampling' if ref_name == 'uniform' else f'`{ref_name}`'}")
         if raw_only:
             text.append(f" ({', '.join(f'`{s}`' for s in raw_only)}: p < 0.05 before the correction only, "
                         f"{'not a demonstrated difference' if len(raw_only) == 1 else 'not demonstrated differences'}"
                         f" among {len(tested)} tests)")
-        untested = [s for s in groups if s != "uniform" and s not in tested]
+        untested = [s for s in groups if s != ref_name and s not in tested]
         if untested:
             text.append(f"; not tested (one seed, or an undefined test): {', '.join(f'`{s}`' for s in untested)}")
     if means[best] < 0.3:
@@ -218,12 +222,12 @@ def _summary(records) -> str:
     return "".join(text) + ".\n\n"
 
 
-def _reading(records) -> str:
-    """One line per strategy: the tau (with its CI or seed spread), then its standing against `uniform`,
-    then what its forgetting probes measured."""
+def _reading(records, reference: str = "uniform") -> str:
+    """One line per strategy: the tau (with its CI or seed spread), then its standing against the reference
+    strategy, then what its forgetting probes measured."""
     runs = runs_table(records)
     groups = {s: g for s, g in runs.groupby("strategy", sort=True)}
-    ref_name = "uniform" if "uniform" in groups else None
+    ref_name = reference if reference in groups else None
     tested = (_welch_vs_reference({s: g["kendall_tau"].to_numpy(float) for s, g in groups.items()}, ref_name)
               if ref_name else {})
     lines = []
@@ -303,6 +307,8 @@ def render(records, run_dirs, args) -> str:
     first = json.loads((run_dirs[0] / "metrics.json").read_text())
     gt = first["ground_truth"]
     shrinking = any(r.shrink for r in records) or any("few-shot" in r.strategy for r in records)
+    labels = {r.strategy for r in records}
+    compared = args.reference in labels and len(labels) > 1
     plots = "".join(f"![{name}]({name}.png)\n\n" for name in ("correlations", "scatter", "tau_vs_progress", "forgetting_probe_acc",
                                                                  "forgetting_drop", "forgetting_probe_tau", "shrink_retention",
                                                                  "shrink_alive", "shrink_scores", "alpha_search", "tau_vs_cost",
@@ -323,8 +329,8 @@ Per-run tables: [summary.md](summary.md), [compare.csv](compare.csv).
 
 ## What the numbers mean
 
-{MEANING}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}{SHRINK_MEANING if shrinking else ''}{ALPHA_MEANING if any(r.alpha for r in records) else ''}
-{_summary(records)}{_reading(records)}{_noise_floor(first)}
+{MEANING}{AGAINST_MEANING.format(ref=args.reference) if compared else ''}{FORGETTING_MEANING if any(r.forgetting for r in records) else ''}{SHRINK_MEANING if shrinking else ''}{ALPHA_MEANING if any(r.alpha for r in records) else ''}
+{_summary(records, args.reference)}{_reading(records, args.reference)}{_noise_floor(first)}
 {_shrink_reading(records)}{_alpha_reading(records)}{REFERENCE_POINTS if shrinking else ''}
 ## Plots
 
@@ -341,6 +347,9 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the command that regenerates the report")
     p.add_argument("--wall-seconds", type=float, required=True)
     p.add_argument("--note", default="", help="one line on how the runs were made, shown under the machine")
+    p.add_argument("--reference", default=None,
+                   help="the strategy (label) every other is tested against, Welch over seeds with Holm over them "
+                        "(default: uniform, where the report has it)")
     p.add_argument("--label-by-run-name", action="store_true",
                    help="label each run by its directory name less -seedN (the make.sh variant), not its strategy")
     args = p.parse_args()
@@ -348,6 +357,10 @@ def main() -> None:
     if args.label_by_run_name:  # the report's own variant names (runs/VARIANT-seedN), e.g. two regimes of one rule
         for r in records:
             r.strategy = re.sub(r"-seed\d+$", "", r.path.name)
+    labels = sorted({r.strategy for r in records})
+    if args.reference is not None and args.reference not in labels:
+        p.error(f"--reference {args.reference!r} is not one of the report's strategies: {', '.join(labels)}")
+    args.reference = args.reference or "uniform"
     write_report(records, args.out)
     write_text(Path(args.out) / "README.md", render(records, args.run_dirs, args))
 

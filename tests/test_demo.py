@@ -199,3 +199,20 @@ def test_report_reading_compares_strategies_with_uniform_over_seeds(demo_dir):
     assert "`nsas` (3 seeds)" in text and "Welch's t-test undefined" in text
     assert f"Holm-adjusted over the 2 strategies compared with `uniform` p = {2 * p:.2f}" in text
     assert "not tested (one seed, or an undefined test): `nsas`" in make_report._summary(family)
+    # another reference (the shrinking report tests every rule against `none`, uniform without shrinking)
+    for r in family:
+        r.strategy = {"uniform": "none"}.get(r.strategy, r.strategy)
+    summary = make_report._summary(family, "none")
+    assert "over the 2 comparisons with `none`" in summary and "`fairnas`: p < 0.05 before the correction only" in summary
+    assert f"compared with `none` p = {2 * p:.2f}" in make_report._reading(family, "none")
+
+
+def test_report_refuses_a_reference_that_is_not_one_of_its_strategies(demo_dir, tmp_path, monkeypatch, capsys):
+    make_report = _load_make_report()
+    monkeypatch.setattr("sys.argv", ["make_report.py", str(demo_dir / "uniform"), str(demo_dir / "fairnas"),
+                                     "--out", str(tmp_path / "r"), "--title", "t", "--command", "c",
+                                     "--wall-seconds", "1", "--reference", "none"])
+    with pytest.raises(SystemExit) as exit_:
+        make_report.main()
+    assert exit_.value.code == 2 and not (tmp_path / "r").exists()
+    assert "--reference 'none' is not one of the report's strategies: fairnas, uniform" in capsys.readouterr().err

@@ -28,4 +28,4 @@ note="$note; rows are labelled by variant (runs/VARIANT-seedN), since magnitude 
 if [ -n "${ONLY:-}" ]; then note="$note; rerun for this version: $ONLY; the other variants' runs are the committed ones from an earlier commit (code unchanged for them)"; fi
 python reports/make_report.py "$here"/runs/* --out "$here" --wall-seconds $(( $(date +%s) - start )) \
   --title "Search-space shrinking and few-shot sub-supernets on CPU-sized real CIFAR-10 (3 seeds each)" \
-  --command "bash $here/make.sh" --note "$note" --label-by-run-name
+  --command "bash $here/make.sh" --note "$note" --label-by-run-name --reference none
