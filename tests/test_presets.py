@@ -16,6 +16,7 @@ import pytest
 from harness.config import load_config
 from harness.runner import run_experiment
 
+from .conftest import require_shared
 from .test_runner import ARCHS
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "presets"
@@ -84,6 +85,7 @@ def test_preset_states_and_resolves_to_the_official_hyper_parameters(name):
     assert sorted(said) == sorted(OFFICIAL[name])
     for key, value in OFFICIAL[name].items():
         assert said[key] == (value if isinstance(value, (list, str)) else pytest.approx(value)), key
+    require_shared()  # resolving needs the data and table the preset names
     cfg = load_config(path)
     for key, value in OFFICIAL[name].items():
         assert resolved(cfg, key) == pytest.approx(value), key

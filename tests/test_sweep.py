@@ -16,6 +16,8 @@ import tomli_w
 from harness.config import PATH_KEYS, ConfigError
 from harness.sweep import SweepRun, load_sweep, run_name, run_sweep, status
 
+from .conftest import require_shared
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"supernet.C": 4, "supernet.N": 1, "train.max_paths": 120, "train.checkpoint_every": 10,
         "train.log_every": 10, "forgetting.probes": 0,
@@ -191,6 +193,7 @@ def test_the_committed_reports_are_sweeps_over_every_registered_method():
     from harness.estimators import ESTIMATORS
     from harness.samplers import SAMPLERS
 
+    require_shared()  # the reports' sweeps are over configs that point at ../shared/data
     files = sorted(ROOT.glob("reports/*/sweep*.toml"))
     assert {f.parent.name for f in files} == {"strategies-cifar10-cpu", "shrinking-cifar10-cpu", "estimators-cifar10",
                                               "differentiable-cifar10-cpu", "unsampled-ops"}
@@ -220,6 +223,7 @@ def test_a_finished_run_made_before_a_key_existed_counts_as_done_unless_it_diffe
     import copy
     import shutil
 
+    require_shared()  # the committed run's sweep is over a config that points at ../shared/data
     run = load_sweep(ROOT / "reports/strategies-cifar10-cpu/sweep.toml").runs()[0]
     old = tmp_path / run.name
     old.mkdir()
