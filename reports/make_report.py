@@ -184,10 +184,11 @@ def _against_reference(name: str, taus: np.ndarray, ref_name: str, ref: np.ndarr
             f"{len(tested)} strategies compared with `{ref_name}` p = {_p(adjusted)}: {judged}")
 
 
-def _summary(records, ref_name: str = "uniform") -> str:
+def _summary(records, reference: str = "uniform") -> str:
     """The plain-language paragraph: best strategy, which differences from the reference strategy (``uniform``
     unless the report names another) exceed the seed spread, and whether the ranking signal is strong enough at
     this budget to separate strategies at all."""
+    ref_name = reference
     runs = runs_table(records)
     groups = {s: g["kendall_tau"].to_numpy(dtype=float) for s, g in runs.groupby("strategy", sort=True)}
     if len(groups) < 2:
